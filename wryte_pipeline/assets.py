@@ -1,0 +1,228 @@
+"""Assets: one partition per Markdown file, the content table, and the batch report.
+
+A sync run is shaped by batch, not by file: the sensor puts every changed path of a tick into
+one run of ``content_table``, which applies them in one pass and logs a materialization of
+``markdown_document`` for each path. The partition stays the unit of record (each path has its
+own materialization and outcome row) while the run is the unit of execution, because a Dagster
+run costs seconds of overhead and a file costs milliseconds. ``markdown_document`` can still be
+materialized alone, or as a backfill, for chosen paths.
+"""
+
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import dagster as dg
+
+from wryte_pipeline.errors import TransientSourceError, WryteError
+from wryte_pipeline.partitions import (
+    PARTITIONS_NAME,
+    markdown_files,
+    partition_key_for_path,
+    path_for_partition_key,
+)
+from wryte_pipeline.plan import PlannedItem, plan_sync
+from wryte_pipeline.report import build_report, render_markdown
+from wryte_pipeline.resources import WryteResource
+from wryte_pipeline.source import RepositorySource, TreeEntry
+from wryte_pipeline.store import Batch, ContentStore
+from wryte_pipeline.sync import BatchApplier, FileOutcome
+
+BATCH_TAG = "wryte/batch_id"
+
+# BackfillPolicy is marked beta in Dagster 1.13; the warning would print on every CLI start.
+warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.BetaWarning)
+
+# Transient failures (5xx, resets, rate limits) get three attempts: 1.5 s, then 3 s between.
+DOCUMENT_RETRY_POLICY = dg.RetryPolicy(max_retries=2, delay=1.5, backoff=dg.Backoff.EXPONENTIAL)
+
+
+@dg.asset(
+    partitions_def=markdown_files,
+    retry_policy=DOCUMENT_RETRY_POLICY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="content",
+    kinds={"github", "markdown"},
+)
+def markdown_document(
+    context: dg.AssetExecutionContext, wryte: WryteResource
+) -> dg.MaterializeResult[None]:
+    """One Markdown file of the repository, parsed and stored as a row of `documents`.
+
+    Materializing a partition fetches that path at the branch head and upserts it, or removes
+    its row when the path is gone. A backfill over many partitions runs as one run.
+    """
+    paths = [path_for_partition_key(key) for key in context.partition_keys]
+    store = wryte.open_store()
+    source = wryte.open_source()
+    commit_sha, entries = _read_head(source)
+    items = [_item_for_path(path, entries) for path in paths]
+    batch = store.create_batch(
+        repo=source.name,
+        base_commit=None,
+        head_commit=commit_sha,
+        items=[item.to_json() for item in items],
+        complete=True,
+    )
+    outcomes = _apply(context, batch, source, store, wryte, log_partitions=False)
+    _raise_for_failures(outcomes)
+    return dg.MaterializeResult(
+        metadata={"paths": len(paths), "commit_sha": commit_sha, "batch_id": batch.id}
+    )
+
+
+@dg.asset(deps=[markdown_document], group_name="content", kinds={"sql"})
+def content_table(context: dg.AssetExecutionContext, wryte: WryteResource) -> dg.MaterializeResult[None]:
+    """The `documents` table, equal to the repository's Markdown at the branch head.
+
+    In a sensor's run it applies the batch named by the `wryte/batch_id` tag. Materialized by
+    hand, it plans a batch from the branch head itself, capped like a sensor tick.
+    """
+    store = wryte.open_store()
+    source = wryte.open_source()
+    batch = _batch_for_run(context, store, source, wryte)
+    outcomes = _apply(context, batch, source, store, wryte, log_partitions=True)
+    failed = sum(1 for outcome in outcomes if outcome.status == "failed")
+    context.log.info("batch %s: %d files, %d failed", batch.id, len(outcomes), failed)
+    return dg.MaterializeResult(
+        metadata={
+            "documents": store.document_count(),
+            "batch_id": batch.id,
+            "head_commit": batch.head_commit,
+            "files_in_batch": len(outcomes),
+            "failed": failed,
+        }
+    )
+
+
+@dg.asset(deps=[content_table], group_name="content", kinds={"pandas"})
+def batch_report(context: dg.AssetExecutionContext, wryte: WryteResource) -> dg.MaterializeResult[None]:
+    """Counts, duration, GitHub requests and failed files of the latest sync batch."""
+    store = wryte.open_store()
+    batch_id = context.run.tags.get(BATCH_TAG)
+    batch = store.get_batch(batch_id) if batch_id else store.latest_batch()
+    if batch is None:
+        raise dg.Failure("no sync batch found: run a sync first (`python -m wryte_pipeline sync`)")
+    report = build_report(store, batch)
+    context.log.info("batch %s report: %s", batch.id, report.counts)
+    metadata: dict[str, Any] = dict(report.counts)
+    metadata["report"] = dg.MetadataValue.md(render_markdown(report))
+    metadata["batch_id"] = batch.id
+    metadata["duration_seconds"] = report.duration_seconds or 0.0
+    metadata["github_requests"] = report.requests_used or 0
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def _read_head(source: RepositorySource) -> tuple[str, dict[str, TreeEntry]]:
+    try:
+        head = source.resolve_head()
+        assert head.commit_sha is not None
+        entries = {entry.path: entry for entry in source.list_tree(head.commit_sha)}
+    except WryteError as error:
+        raise dg.Failure(str(error), allow_retries=_is_transient(error)) from error
+    return head.commit_sha, entries
+
+
+def _item_for_path(path: str, entries: dict[str, TreeEntry]) -> PlannedItem:
+    entry = entries.get(path)
+    if entry is None:
+        return PlannedItem("delete", path)
+    reason = entry.skip_reason
+    if reason:
+        return PlannedItem("skip", path, entry.sha, entry.size, reason=reason)
+    return PlannedItem("upsert", path, entry.sha, entry.size)
+
+
+def _batch_for_run(
+    context: dg.AssetExecutionContext,
+    store: ContentStore,
+    source: RepositorySource,
+    wryte: WryteResource,
+) -> Batch:
+    batch_id = context.run.tags.get(BATCH_TAG)
+    if batch_id:
+        batch = store.get_batch(batch_id)
+        if batch is None:
+            raise dg.Failure(
+                f"batch {batch_id!r} not found in the content store", allow_retries=False
+            )
+        return batch
+    commit_sha, entries = _read_head(source)
+    settings = wryte.settings()
+    plan = plan_sync(
+        list(entries.values()),
+        store.stored_blobs(),
+        store.settled_blobs(),
+        settings.path_patterns,
+        settings.max_paths_per_tick,
+    )
+    keys = [partition_key_for_path(item.path) for item in plan.items if item.action != "delete"]
+    context.instance.add_dynamic_partitions(PARTITIONS_NAME, keys)
+    return store.create_batch(
+        repo=source.name,
+        base_commit=None,
+        head_commit=commit_sha,
+        items=[item.to_json() for item in plan.items],
+        complete=plan.complete,
+    )
+
+
+def _apply(
+    context: dg.AssetExecutionContext,
+    batch: Batch,
+    source: RepositorySource,
+    store: ContentStore,
+    wryte: WryteResource,
+    *,
+    log_partitions: bool,
+) -> list[FileOutcome]:
+    outcomes: list[FileOutcome] = []
+
+    def record(outcome: FileOutcome) -> None:
+        outcomes.append(outcome)
+        if log_partitions:
+            _log_partition_event(context, outcome)
+
+    applier = BatchApplier(
+        batch_id=batch.id,
+        commit_sha=batch.head_commit,
+        source=source,
+        store=store,
+        max_file_bytes=wryte.settings().max_file_bytes,
+        on_outcome=record,
+    )
+    applier.apply([PlannedItem.from_json(item) for item in batch.items])
+    store.finish_batch(batch.id, source.requests_used)
+    return outcomes
+
+
+def _log_partition_event(context: dg.AssetExecutionContext, outcome: FileOutcome) -> None:
+    key = partition_key_for_path(outcome.path)
+    metadata = {"path": outcome.path, "status": outcome.status}
+    if outcome.blob_sha:
+        metadata["blob_sha"] = outcome.blob_sha
+    if outcome.status == "succeeded":
+        context.log_event(
+            dg.AssetMaterialization(markdown_document.key, partition=key, metadata=metadata)
+        )
+        return
+    if outcome.error:
+        metadata["error"] = outcome.error
+    context.log_event(dg.AssetObservation(markdown_document.key, partition=key, metadata=metadata))
+
+
+def _raise_for_failures(outcomes: Sequence[FileOutcome]) -> None:
+    failures = [outcome for outcome in outcomes if outcome.status == "failed"]
+    if not failures:
+        return
+    listed = "; ".join(outcome.error or outcome.path for outcome in failures[:10])
+    raise dg.Failure(
+        f"{len(failures)} of {len(outcomes)} files failed: {listed}",
+        metadata={"failed_paths": [outcome.path for outcome in failures]},
+        allow_retries=all(outcome.retryable for outcome in failures),
+    )
+
+
+def _is_transient(error: Exception) -> bool:
+    return isinstance(error, TransientSourceError)

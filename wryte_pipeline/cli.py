@@ -1,0 +1,238 @@
+"""Command line: ``sync`` runs the sensor and its runs in this process; ``status`` reads progress.
+
+``sync`` evaluates the same repository sensor the Dagster daemon runs, applies its partition
+requests, and executes each requested run in-process, tick after tick, until the repository is
+fully synced. Progress lines are read from the outcome rows while the run works.
+
+Exit status: 0 when every file succeeded, 1 when some files failed (they are listed), 2 for a
+configuration or authentication error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import dagster as dg
+
+from wryte_pipeline.assets import BATCH_TAG
+from wryte_pipeline.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    RepositoryNotFoundError,
+    WryteError,
+)
+from wryte_pipeline.report import build_report, render_progress, render_text
+from wryte_pipeline.resources import WryteResource
+from wryte_pipeline.sensors import SensorCursor
+from wryte_pipeline.store import Batch, ContentStore
+
+EXIT_OK = 0
+EXIT_FILES_FAILED = 1
+EXIT_CONFIGURATION = 2
+PROGRESS_INTERVAL_SECONDS = 1.0
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, run the command, and return the exit status."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args, sys.stdout))
+    except Exception as error:  # noqa: BLE001 - report our own errors on one line
+        wryte_error = _find_wryte_error(error)
+        if wryte_error is None:
+            raise
+        print(f"error: {wryte_error}", file=sys.stderr)
+        return _exit_status_for(wryte_error)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m wryte_pipeline", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    sync = commands.add_parser("sync", help="sync the repository into the content table")
+    sync.add_argument(
+        "--max-ticks",
+        type=int,
+        default=100,
+        help="most sensor ticks to run before stopping (default 100)",
+    )
+    sync.set_defaults(handler=run_sync)
+    status = commands.add_parser("status", help="print a batch's progress from outcome rows")
+    status.add_argument("batch", nargs="?", help="batch id (default: the latest batch)")
+    status.add_argument("--watch", action="store_true", help="redraw until the batch ends")
+    status.set_defaults(handler=run_status)
+    return parser
+
+
+def run_sync(args: argparse.Namespace, out: TextIO) -> int:
+    """Run sensor ticks and their runs in this process until nothing is left to do."""
+    from wryte_pipeline.definitions import defs
+
+    resource = WryteResource()
+    store = resource.open_store()
+    batches: list[Batch] = []
+    with _open_instance() as instance:
+        cursor: str | None = None
+        for _tick in range(args.max_ticks):
+            result = _evaluate_sensor(defs, instance, resource, cursor)
+            if isinstance(result, dg.SkipReason) or not result.run_requests:
+                _print_skip(result, out)
+                break
+            cursor = result.cursor
+            _apply_partition_requests(instance, result.dynamic_partitions_requests or [])
+            batch = _execute_run(defs, instance, store, result.run_requests[0], out)
+            batches.append(batch)
+            if SensorCursor.parse(cursor).complete:
+                break
+    return _print_reports(store, batches, out)
+
+
+def run_status(args: argparse.Namespace, out: TextIO) -> int:
+    """Print a batch's progress, redrawing with ``--watch`` until every file has an outcome."""
+    store = WryteResource().open_store()
+    batch = store.get_batch(args.batch) if args.batch else store.latest_batch()
+    if batch is None:
+        raise ConfigurationError(
+            f"batch {args.batch!r} not found"
+            if args.batch
+            else "no sync batch found yet: run `python -m wryte_pipeline sync` first"
+        )
+    while True:
+        batch = store.get_batch(batch.id) or batch
+        report = build_report(store, batch)
+        out.write(f"\r{_progress_bar(report.done, report.total)} {render_progress(report)}")
+        out.flush()
+        if not args.watch or report.done >= report.total or batch.finished_at:
+            break
+        time.sleep(PROGRESS_INTERVAL_SECONDS)
+    out.write("\n" + render_text(report) + "\n")
+    return EXIT_FILES_FAILED if report.failed else EXIT_OK
+
+
+def _open_instance() -> dg.DagsterInstance:
+    if os.environ.get("DAGSTER_HOME"):
+        return dg.DagsterInstance.get()
+    return dg.DagsterInstance.ephemeral()
+
+
+def _evaluate_sensor(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    resource: WryteResource,
+    cursor: str | None,
+) -> dg.SensorResult | dg.SkipReason:
+    sensor = defs.resolve_sensor_def("repository_sensor")
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"wryte": resource}, definitions=defs
+    ) as context:
+        result: Any = sensor(context)
+    return result  # type: ignore[no-any-return]
+
+
+def _apply_partition_requests(instance: dg.DagsterInstance, requests: Sequence[Any]) -> None:
+    for request in requests:
+        if isinstance(request, dg.AddDynamicPartitionsRequest):
+            instance.add_dynamic_partitions(
+                request.partitions_def_name, list(request.partition_keys)
+            )
+        elif isinstance(request, dg.DeleteDynamicPartitionsRequest):
+            for key in request.partition_keys:
+                instance.delete_dynamic_partition(request.partitions_def_name, key)
+
+
+def _execute_run(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    store: ContentStore,
+    request: dg.RunRequest,
+    out: TextIO,
+) -> Batch:
+    batch_id = request.tags[BATCH_TAG]
+    batch = store.get_batch(batch_id)
+    assert batch is not None, f"sensor created no batch row for {batch_id}"
+    out.write(f"batch {batch.id}: {batch.total} files to sync at {batch.head_commit[:7]}\n")
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch_progress, args=(store, batch, stop, out), daemon=True)
+    watcher.start()
+    try:
+        job = defs.resolve_job_def("sync_job")
+        result = job.execute_in_process(
+            instance=instance,
+            tags=dict(request.tags),
+            run_config=QUIET_RUN_CONFIG,
+            raise_on_error=False,
+        )
+    finally:
+        stop.set()
+        watcher.join()
+    if not result.success:
+        _raise_run_failure(result)
+    return store.get_batch(batch.id) or batch
+
+
+def _watch_progress(store: ContentStore, batch: Batch, stop: threading.Event, out: TextIO) -> None:
+    last = ""
+    while True:
+        finished = stop.wait(PROGRESS_INTERVAL_SECONDS)
+        line = render_progress(build_report(store, batch))
+        if line != last:
+            out.write(line + "\n")
+            out.flush()
+            last = line
+        if finished:
+            return
+
+
+def _raise_run_failure(result: Any) -> None:
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data:
+            error = event.step_failure_data.error
+            message = error.message.strip() if error else "step failed"
+            raise WryteError(f"sync run {result.run_id} failed: {message}")
+    raise WryteError(f"sync run {result.run_id} failed; see the run's logs in Dagster")
+
+
+def _print_skip(result: dg.SensorResult | dg.SkipReason, out: TextIO) -> None:
+    reason = result.skip_message if isinstance(result, dg.SkipReason) else None
+    if isinstance(result, dg.SensorResult) and result.skip_reason:
+        reason = result.skip_reason.skip_message
+    if reason:
+        out.write(f"nothing to sync: {reason}\n")
+
+
+def _print_reports(store: ContentStore, batches: Sequence[Batch], out: TextIO) -> int:
+    failed = 0
+    for batch in batches:
+        report = build_report(store, batch)
+        failed += report.failed
+        out.write(render_text(report) + "\n")
+    out.write(f"documents in the content table: {store.document_count()}\n")
+    return EXIT_FILES_FAILED if failed else EXIT_OK
+
+
+def _progress_bar(done: int, total: int, width: int = 30) -> str:
+    filled = width * done // total if total else width
+    return "[" + "#" * filled + "-" * (width - filled) + "]"
+
+
+def _find_wryte_error(error: BaseException | None) -> WryteError | None:
+    seen = 0
+    while error is not None and seen < 20:
+        if isinstance(error, WryteError):
+            return error
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return None
+
+
+def _exit_status_for(error: WryteError) -> int:
+    if isinstance(error, ConfigurationError | AuthenticationError | RepositoryNotFoundError):
+        return EXIT_CONFIGURATION
+    return EXIT_FILES_FAILED

@@ -1,0 +1,92 @@
+"""The Dagster resource that opens the repository source and the content store.
+
+Fields left empty fall back to the ``WRYTE_*`` environment variables, read when the resource is
+used rather than when the code location loads, so loading definitions never needs a setting.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from pydantic import Field, PrivateAttr
+
+from wryte_pipeline.errors import ConfigurationError
+from wryte_pipeline.github import GitHubSource
+from wryte_pipeline.settings import SAMPLE_BUNDLE, Settings, load_settings
+from wryte_pipeline.source import LocalGitSource, RepositorySource
+from wryte_pipeline.store import ContentStore
+
+
+class WryteResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """Repository and content store settings; empty fields come from the environment."""
+
+    repository: str = Field(
+        default="", description="'owner/name', a local git path or 'sample'; empty: WRYTE_REPO"
+    )
+    branch: str = Field(default="", description="branch to follow; empty: WRYTE_BRANCH or default")
+    database_url: str = Field(
+        default="", description="SQLAlchemy URL of the content store; empty: WRYTE_DATABASE_URL"
+    )
+    api_url: str = Field(default="", description="GitHub REST URL; empty: WRYTE_GITHUB_API_URL")
+
+    _store: ContentStore | None = PrivateAttr(default=None)
+
+    def settings(self) -> Settings:
+        """Return the environment's settings with this resource's non-empty fields on top."""
+        settings = load_settings(os.environ)
+        overrides = {
+            "repository": self.repository,
+            "branch": self.branch,
+            "database_url": self.database_url,
+            "api_url": self.api_url,
+        }
+        chosen: dict[str, Any] = {key: value for key, value in overrides.items() if value}
+        return replace(settings, **chosen)
+
+    def open_store(self) -> ContentStore:
+        """Return the content store, connecting on first use."""
+        if self._store is None:
+            self._store = ContentStore(self.settings().resolved_database_url)
+        return self._store
+
+    def open_source(self) -> RepositorySource:
+        """Return the source for the configured repository."""
+        return open_source(self.settings())
+
+
+def open_source(settings: Settings) -> RepositorySource:
+    """Build the GitHub or local git source that ``settings`` names."""
+    if settings.is_github:
+        return GitHubSource(
+            settings.repository,
+            branch=settings.branch,
+            token=settings.token,
+            api_url=settings.api_url,
+            concurrency=settings.concurrency,
+            tarball_threshold=settings.tarball_threshold,
+        )
+    if settings.repository == "sample":
+        git_dir = ensure_sample_repository(settings.home)
+        return LocalGitSource(git_dir, settings.branch or "main", name="sample")
+    return LocalGitSource(Path(settings.repository), settings.branch)
+
+
+def ensure_sample_repository(home: Path) -> Path:
+    """Clone the bundled sample repository into ``home`` once and return its folder."""
+    git_dir = home / "sample-repository"
+    if (git_dir / ".git").exists():
+        return git_dir
+    if not SAMPLE_BUNDLE.exists():
+        raise ConfigurationError(
+            f"sample bundle {str(SAMPLE_BUNDLE)!r} not found: reinstall the package or set "
+            "WRYTE_REPO to 'owner/name'"
+        )
+    home.mkdir(parents=True, exist_ok=True)
+    command = ["git", "clone", "--quiet", "--branch", "main", str(SAMPLE_BUNDLE), str(git_dir)]
+    subprocess.run(command, check=True, capture_output=True)
+    return git_dir

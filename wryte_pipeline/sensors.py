@@ -1,0 +1,172 @@
+"""The repository sensor: notice a new branch head and request one run for what changed.
+
+Each tick checks the branch head with a conditional request, so an idle tick costs no rate
+limit. When the head moved, or the last batch left work behind, it lists the tree once, diffs
+blob SHAs against the content table, stores the planned batch, adds the new paths as
+partitions and requests one run. The cursor moves only with a requested run or a skip, so a
+failed tick is simply tried again.
+"""
+
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass
+
+import dagster as dg
+
+from wryte_pipeline.assets import BATCH_TAG, content_table
+from wryte_pipeline.partitions import PARTITIONS_NAME, markdown_files, partition_key_for_path
+from wryte_pipeline.plan import Plan, PlannedItem, plan_sync
+from wryte_pipeline.resources import WryteResource
+from wryte_pipeline.source import RepositorySource
+from wryte_pipeline.store import Batch, ContentStore
+
+SENSOR_INTERVAL_SECONDS = 30
+
+sync_job = dg.define_asset_job(
+    "sync_job",
+    selection=dg.AssetSelection.assets(content_table).downstream(),
+    description="Apply one sync batch to the content table, then report on it.",
+)
+
+_FINISHED_STATUSES = {
+    dg.DagsterRunStatus.SUCCESS,
+    dg.DagsterRunStatus.FAILURE,
+    dg.DagsterRunStatus.CANCELED,
+}
+
+
+@dataclass(frozen=True)
+class SensorCursor:
+    """What the sensor remembers between ticks.
+
+    Attributes:
+        commit_sha: branch head the last batch was planned at.
+        etag: validator of the last branch answer, for a conditional request.
+        batch_id: the last batch requested.
+        complete: whether that batch covered every difference (no cap left work behind).
+    """
+
+    commit_sha: str | None = None
+    etag: str | None = None
+    batch_id: str | None = None
+    complete: bool = False
+
+    @classmethod
+    def parse(cls, raw: str | None) -> "SensorCursor":
+        """Read a cursor string; an empty or unreadable one starts afresh."""
+        if not raw:
+            return cls()
+        try:
+            return cls(**json.loads(raw))
+        except (TypeError, ValueError):
+            return cls()
+
+    def serialize(self) -> str:
+        """Return the cursor as a JSON string."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+@dg.sensor(
+    job=sync_job,
+    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def repository_sensor(
+    context: dg.SensorEvaluationContext, wryte: WryteResource
+) -> dg.SensorResult | dg.SkipReason:
+    """Request a sync run for the paths that changed since the content table was written."""
+    cursor = SensorCursor.parse(context.cursor)
+    if cursor.batch_id and _run_in_flight(context.instance, cursor.batch_id):
+        return dg.SkipReason(f"batch {cursor.batch_id} is still running")
+
+    store = wryte.open_store()
+    source = wryte.open_source()
+    etag = cursor.etag if _settled(store, cursor) else None
+    head = source.resolve_head(etag)
+    if head.commit_sha is None:
+        return dg.SkipReason(f"branch head {(cursor.commit_sha or '')[:7]} unchanged (304)")
+
+    settings = wryte.settings()
+    plan = plan_sync(
+        source.list_tree(head.commit_sha),
+        store.stored_blobs(),
+        store.settled_blobs(),
+        settings.path_patterns,
+        settings.max_paths_per_tick,
+    )
+    context.log.info("tick %s: %s", head.commit_sha[:7], describe_plan(plan))
+    if not plan.items:
+        settled = SensorCursor(head.commit_sha, head.etag, cursor.batch_id, complete=True)
+        return dg.SensorResult(
+            skip_reason=f"tree at {head.commit_sha[:7]} matches the content table",
+            cursor=settled.serialize(),
+        )
+
+    batch = _create_batch(store, source, cursor.commit_sha, head.commit_sha, plan)
+    next_cursor = SensorCursor(head.commit_sha, head.etag, batch.id, plan.complete)
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=batch.id, tags={BATCH_TAG: batch.id})],
+        dynamic_partitions_requests=partition_requests(context.instance, plan.items),
+        cursor=next_cursor.serialize(),
+    )
+
+
+def describe_plan(plan: Plan) -> str:
+    """Summarise a plan for the tick log, such as ``20 upsert, 1 delete, 972 unchanged``."""
+    counts = Counter(item.action for item in plan.items)
+    parts = [f"{count} {action}" for action, count in sorted(counts.items())]
+    parts.append(f"{plan.unchanged} unchanged")
+    if plan.pending:
+        parts.append(f"{plan.pending} left for later ticks")
+    return ", ".join(parts)
+
+
+def partition_requests(
+    instance: dg.DagsterInstance, items: list[PlannedItem]
+) -> list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest]:
+    """Add partitions for new paths and delete those of paths that left the repository."""
+    existing = set(instance.get_dynamic_partitions(PARTITIONS_NAME))
+    added = sorted(
+        {partition_key_for_path(item.path) for item in items if item.action != "delete"} - existing
+    )
+    gone = {item.path for item in items if item.action == "delete"}
+    gone.update(item.previous_path for item in items if item.previous_path)
+    deleted = sorted({partition_key_for_path(path) for path in gone} & existing)
+    requests: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = []
+    if added:
+        requests.append(markdown_files.build_add_request(added))
+    if deleted:
+        requests.append(markdown_files.build_delete_request(deleted))
+    return requests
+
+
+def _settled(store: ContentStore, cursor: SensorCursor) -> bool:
+    """Tell whether the last batch finished with nothing left to retry."""
+    if not cursor.complete or cursor.batch_id is None:
+        return False
+    batch = store.get_batch(cursor.batch_id)
+    if batch is None or batch.finished_at is None:
+        return False
+    return store.retryable_failures(batch.id) == 0
+
+
+def _run_in_flight(instance: dg.DagsterInstance, batch_id: str) -> bool:
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={BATCH_TAG: batch_id}), limit=5)
+    return any(run.status not in _FINISHED_STATUSES for run in runs)
+
+
+def _create_batch(
+    store: ContentStore,
+    source: RepositorySource,
+    base_commit: str | None,
+    head_commit: str,
+    plan: Plan,
+) -> Batch:
+    return store.create_batch(
+        repo=source.name,
+        base_commit=base_commit,
+        head_commit=head_commit,
+        items=[item.to_json() for item in plan.items],
+        complete=plan.complete,
+    )

@@ -1,0 +1,321 @@
+"""The content store: documents, batches and per-file outcomes, in SQLite or PostgreSQL.
+
+Every file attempt inserts its own ``sync_outcomes`` row, so progress is a read and no row is
+ever a shared counter. Documents and their outcomes are written in one transaction per chunk,
+so a crash leaves each file either at its old version or at its new one, never half written.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+logger = logging.getLogger(__name__)
+
+OUTCOME_STATUSES = ("succeeded", "failed", "deleted", "skipped")
+
+metadata = sa.MetaData()
+
+_json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+documents = sa.Table(
+    "documents",
+    metadata,
+    sa.Column("path", sa.Text, primary_key=True),
+    sa.Column("blob_sha", sa.String(64), nullable=False),
+    sa.Column("commit_sha", sa.String(64), nullable=False),
+    sa.Column("format", sa.String(8)),
+    sa.Column("front_matter", _json, nullable=False),
+    sa.Column("title", sa.Text),
+    sa.Column("slug", sa.Text),
+    sa.Column("date", sa.DateTime(timezone=True)),
+    sa.Column("publish_at", sa.DateTime(timezone=True)),
+    sa.Column("expire_at", sa.DateTime(timezone=True)),
+    sa.Column("draft", sa.Boolean, nullable=False),
+    sa.Column("tags", _json, nullable=False),
+    sa.Column("categories", _json, nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+sync_batches = sa.Table(
+    "sync_batches",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("repo", sa.Text, nullable=False),
+    sa.Column("base_commit", sa.String(64)),
+    sa.Column("head_commit", sa.String(64), nullable=False),
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("items", _json, nullable=False),
+    sa.Column("complete", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("requests_used", sa.Integer),
+)
+
+sync_outcomes = sa.Table(
+    "sync_outcomes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("batch_id", sa.String(36), nullable=False, index=True),
+    sa.Column("path", sa.Text, nullable=False, index=True),
+    sa.Column("blob_sha", sa.String(64)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("retryable", sa.Boolean, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One planned unit of sync work: the items a tick requested, between two commits."""
+
+    id: str
+    repo: str
+    base_commit: str | None
+    head_commit: str
+    total: int
+    items: list[dict[str, Any]]
+    complete: bool
+    created_at: datetime
+    finished_at: datetime | None
+    requests_used: int | None
+
+
+def utc_now() -> datetime:
+    """Return the current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """Return ``value`` in UTC; SQLite hands back naive datetimes that were stored as UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+class ContentStore:
+    """Reads and writes the content tables through one SQLAlchemy engine."""
+
+    def __init__(self, url: str, *, engine: Engine | None = None) -> None:
+        """Connect to ``url`` (any SQLAlchemy URL) and create the tables if they are missing."""
+        self.url = url
+        self.engine = engine or create_engine(url)
+        metadata.create_all(self.engine)
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """Open a transaction that commits on success and rolls back on error."""
+        with self.engine.begin() as connection:
+            yield connection
+
+    def stored_blobs(self) -> dict[str, str]:
+        """Return path -> blob SHA for every stored document."""
+        query = sa.select(documents.c.path, documents.c.blob_sha)
+        with self.engine.connect() as connection:
+            return {row.path: row.blob_sha for row in connection.execute(query)}
+
+    def settled_blobs(self) -> dict[str, str]:
+        """Return path -> blob SHA for files whose latest outcome needs no retry.
+
+        A file that failed for good (invalid front matter) or was skipped (symlink, LFS pointer)
+        stays settled until its blob SHA changes, so the sensor does not request it again.
+        """
+        latest = (
+            sa.select(sa.func.max(sync_outcomes.c.id).label("id"))
+            .group_by(sync_outcomes.c.path)
+            .subquery()
+        )
+        query = (
+            sa.select(sync_outcomes.c.path, sync_outcomes.c.blob_sha)
+            .join(latest, latest.c.id == sync_outcomes.c.id)
+            .where(sync_outcomes.c.status.in_(("failed", "skipped")))
+            .where(sync_outcomes.c.retryable.is_(False))
+        )
+        with self.engine.connect() as connection:
+            return {row.path: row.blob_sha for row in connection.execute(query)}
+
+    def retryable_failures(self, batch_id: str) -> int:
+        """Count the files of a batch whose failure may pass on a later attempt."""
+        query = (
+            sa.select(sa.func.count())
+            .select_from(sync_outcomes)
+            .where(sync_outcomes.c.batch_id == batch_id)
+            .where(sync_outcomes.c.status == "failed")
+            .where(sync_outcomes.c.retryable.is_(True))
+        )
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def create_batch(
+        self,
+        *,
+        repo: str,
+        base_commit: str | None,
+        head_commit: str,
+        items: Sequence[Mapping[str, Any]],
+        complete: bool,
+    ) -> Batch:
+        """Insert a batch row holding the planned items and return it."""
+        row: dict[str, Any] = {
+            "id": str(uuid.uuid4()),
+            "repo": repo,
+            "base_commit": base_commit,
+            "head_commit": head_commit,
+            "total": len(items),
+            "items": [dict(item) for item in items],
+            "complete": complete,
+            "created_at": utc_now(),
+        }
+        with self.engine.begin() as connection:
+            connection.execute(sa.insert(sync_batches), row)
+        return Batch(finished_at=None, requests_used=None, **row)
+
+    def get_batch(self, batch_id: str) -> Batch | None:
+        """Return a batch by id, or None."""
+        query = sa.select(sync_batches).where(sync_batches.c.id == batch_id)
+        with self.engine.connect() as connection:
+            row = connection.execute(query).mappings().first()
+        return _batch_from_row(dict(row)) if row else None
+
+    def latest_batch(self, repo: str | None = None) -> Batch | None:
+        """Return the most recently created batch, optionally of one repository."""
+        query = sa.select(sync_batches).order_by(sync_batches.c.created_at.desc()).limit(1)
+        if repo is not None:
+            query = query.where(sync_batches.c.repo == repo)
+        with self.engine.connect() as connection:
+            row = connection.execute(query).mappings().first()
+        return _batch_from_row(dict(row)) if row else None
+
+    def finish_batch(self, batch_id: str, requests_used: int) -> None:
+        """Stamp a batch as finished with the GitHub requests its run made."""
+        statement = (
+            sa.update(sync_batches)
+            .where(sync_batches.c.id == batch_id)
+            .values(finished_at=utc_now(), requests_used=requests_used)
+        )
+        with self.engine.begin() as connection:
+            connection.execute(statement)
+
+    def write_results(
+        self,
+        upserts: Sequence[Mapping[str, Any]],
+        deletes: Sequence[str],
+        outcomes: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """Apply document upserts and deletions with their outcome rows in one transaction."""
+        with self.engine.begin() as connection:
+            if upserts:
+                connection.execute(self._upsert_statement(), [dict(row) for row in upserts])
+            if deletes:
+                connection.execute(sa.delete(documents).where(documents.c.path.in_(deletes)))
+            if outcomes:
+                connection.execute(sa.insert(sync_outcomes), [_outcome_row(o) for o in outcomes])
+
+    def insert_outcomes(self, outcomes: Sequence[Mapping[str, Any]]) -> None:
+        """Insert outcome rows alone, for files that change no document."""
+        self.write_results((), (), outcomes)
+
+    def document_rows(self, paths: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Return the stored rows of the given paths, keyed by path."""
+        wanted = list(paths)
+        if not wanted:
+            return {}
+        query = sa.select(documents).where(documents.c.path.in_(wanted))
+        with self.engine.connect() as connection:
+            return {row["path"]: dict(row) for row in connection.execute(query).mappings()}
+
+    def outcomes(self, batch_id: str) -> list[dict[str, Any]]:
+        """Return the outcome rows of a batch in insertion order."""
+        query = (
+            sa.select(sync_outcomes)
+            .where(sync_outcomes.c.batch_id == batch_id)
+            .order_by(sync_outcomes.c.id)
+        )
+        with self.engine.connect() as connection:
+            return [dict(row) for row in connection.execute(query).mappings()]
+
+    def outcome_counts(self, batch_id: str) -> dict[str, int]:
+        """Count a batch's outcome rows by status: the batch's progress."""
+        query = (
+            sa.select(sync_outcomes.c.status, sa.func.count())
+            .where(sync_outcomes.c.batch_id == batch_id)
+            .group_by(sync_outcomes.c.status)
+        )
+        with self.engine.connect() as connection:
+            counts = {status: int(count) for status, count in connection.execute(query)}
+        return {status: counts.get(status, 0) for status in OUTCOME_STATUSES}
+
+    def document_count(self) -> int:
+        """Count the stored documents."""
+        query = sa.select(sa.func.count()).select_from(documents)
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def _upsert_statement(self) -> Any:
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            insert: Any = postgresql.insert(documents)
+        elif dialect == "sqlite":
+            insert = sqlite.insert(documents)
+        else:
+            raise NotImplementedError(f"content store dialect {dialect!r} is not supported")
+        updated = {c.name: insert.excluded[c.name] for c in documents.c if c.name != "path"}
+        return insert.on_conflict_do_update(index_elements=["path"], set_=updated)
+
+
+def create_engine(url: str) -> Engine:
+    """Create an engine; a SQLite file gets WAL mode so readers see progress during a run."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    engine = sa.create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        database = engine.url.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        sa.event.listen(engine, "connect", _configure_sqlite)
+    return engine
+
+
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _outcome_row(outcome: Mapping[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {"blob_sha": None, "attempts": 1, "retryable": False, "error": None}
+    row.update(outcome)
+    row.setdefault("created_at", utc_now())
+    if row["status"] not in OUTCOME_STATUSES:
+        raise ValueError(
+            f"invalid outcome status {row['status']!r}: use one of {OUTCOME_STATUSES}"
+        )
+    return row
+
+
+def _batch_from_row(row: Mapping[str, Any]) -> Batch:
+    values = dict(row)
+    values["created_at"] = as_utc(values["created_at"])
+    values["finished_at"] = as_utc(values["finished_at"])
+    return Batch(**values)
