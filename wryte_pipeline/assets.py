@@ -8,7 +8,6 @@ run costs seconds of overhead and a file costs milliseconds. ``markdown_document
 materialized alone, or as a backfill, for chosen paths.
 """
 
-
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -64,6 +63,7 @@ def markdown_document(
         head_commit=commit_sha,
         items=[item.to_json() for item in items],
         complete=True,
+        requests_used=source.requests_used,
     )
     outcomes = _apply(context, batch, source, store, wryte, log_partitions=False)
     _raise_for_failures(outcomes)
@@ -73,7 +73,9 @@ def markdown_document(
 
 
 @dg.asset(deps=[markdown_document], group_name="content", kinds={"sql"})
-def content_table(context: dg.AssetExecutionContext, wryte: WryteResource) -> dg.MaterializeResult[None]:
+def content_table(
+    context: dg.AssetExecutionContext, wryte: WryteResource
+) -> dg.MaterializeResult[None]:
     """The `documents` table, equal to the repository's Markdown at the branch head.
 
     In a sensor's run it applies the batch named by the `wryte/batch_id` tag. Materialized by
@@ -97,7 +99,9 @@ def content_table(context: dg.AssetExecutionContext, wryte: WryteResource) -> dg
 
 
 @dg.asset(deps=[content_table], group_name="content", kinds={"pandas"})
-def batch_report(context: dg.AssetExecutionContext, wryte: WryteResource) -> dg.MaterializeResult[None]:
+def batch_report(
+    context: dg.AssetExecutionContext, wryte: WryteResource
+) -> dg.MaterializeResult[None]:
     """Counts, duration, GitHub requests and failed files of the latest sync batch."""
     store = wryte.open_store()
     batch_id = context.run.tags.get(BATCH_TAG)
@@ -165,6 +169,7 @@ def _batch_for_run(
         head_commit=commit_sha,
         items=[item.to_json() for item in plan.items],
         complete=plan.complete,
+        requests_used=source.requests_used,
     )
 
 
@@ -192,8 +197,9 @@ def _apply(
         max_file_bytes=wryte.settings().max_file_bytes,
         on_outcome=record,
     )
+    spent_before = source.requests_used
     applier.apply([PlannedItem.from_json(item) for item in batch.items])
-    store.finish_batch(batch.id, source.requests_used)
+    store.finish_batch(batch.id, source.requests_used - spent_before)
     return outcomes
 
 

@@ -27,6 +27,7 @@ from wryte_pipeline.errors import (
     RepositoryNotFoundError,
     WryteError,
 )
+from wryte_pipeline.partitions import partition_key_for_path
 from wryte_pipeline.report import build_report, render_progress, render_text
 from wryte_pipeline.resources import WryteResource
 from wryte_pipeline.sensors import SensorCursor
@@ -68,6 +69,9 @@ def _build_parser() -> argparse.ArgumentParser:
     status.add_argument("batch", nargs="?", help="batch id (default: the latest batch)")
     status.add_argument("--watch", action="store_true", help="redraw until the batch ends")
     status.set_defaults(handler=run_status)
+    keys = commands.add_parser("partition-key", help="print the partition key of each path")
+    keys.add_argument("paths", nargs="+", help="file paths in the repository")
+    keys.set_defaults(handler=run_partition_key)
     return parser
 
 
@@ -77,20 +81,26 @@ def run_sync(args: argparse.Namespace, out: TextIO) -> int:
 
     resource = WryteResource()
     store = resource.open_store()
+    settings = resource.settings()
+    cursor_key = f"cli:{settings.repository}@{settings.branch or ''}"
+    cursor = store.load_cursor(cursor_key)
     batches: list[Batch] = []
     with _open_instance() as instance:
-        cursor: str | None = None
         for _tick in range(args.max_ticks):
             result = _evaluate_sensor(defs, instance, resource, cursor)
+            if isinstance(result, dg.SensorResult) and result.cursor:
+                cursor = result.cursor
             if isinstance(result, dg.SkipReason) or not result.run_requests:
                 _print_skip(result, out)
                 break
-            cursor = result.cursor
             _apply_partition_requests(instance, result.dynamic_partitions_requests or [])
             batch = _execute_run(defs, instance, store, result.run_requests[0], out)
             batches.append(batch)
+            store.save_cursor(cursor_key, cursor or "")
             if SensorCursor.parse(cursor).complete:
                 break
+    if cursor:
+        store.save_cursor(cursor_key, cursor)
     return _print_reports(store, batches, out)
 
 
@@ -114,6 +124,13 @@ def run_status(args: argparse.Namespace, out: TextIO) -> int:
         time.sleep(PROGRESS_INTERVAL_SECONDS)
     out.write("\n" + render_text(report) + "\n")
     return EXIT_FILES_FAILED if report.failed else EXIT_OK
+
+
+def run_partition_key(args: argparse.Namespace, out: TextIO) -> int:
+    """Print the partition key of each path, for `dagster asset materialize --partition`."""
+    for path in args.paths:
+        out.write(partition_key_for_path(path) + "\n")
+    return EXIT_OK
 
 
 def _open_instance() -> dg.DagsterInstance:

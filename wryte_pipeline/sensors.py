@@ -7,7 +7,6 @@ partitions and requests one run. The cursor moves only with a requested run or a
 failed tick is simply tried again.
 """
 
-
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -45,12 +44,14 @@ class SensorCursor:
         etag: validator of the last branch answer, for a conditional request.
         batch_id: the last batch requested.
         complete: whether that batch covered every difference (no cap left work behind).
+        branch: the branch followed, kept so an idle tick need not look up the default branch.
     """
 
     commit_sha: str | None = None
     etag: str | None = None
     batch_id: str | None = None
     complete: bool = False
+    branch: str | None = None
 
     @classmethod
     def parse(cls, raw: str | None) -> "SensorCursor":
@@ -82,6 +83,7 @@ def repository_sensor(
 
     store = wryte.open_store()
     source = wryte.open_source()
+    source.branch = source.branch or cursor.branch
     etag = cursor.etag if _settled(store, cursor) else None
     head = source.resolve_head(etag)
     if head.commit_sha is None:
@@ -97,14 +99,18 @@ def repository_sensor(
     )
     context.log.info("tick %s: %s", head.commit_sha[:7], describe_plan(plan))
     if not plan.items:
-        settled = SensorCursor(head.commit_sha, head.etag, cursor.batch_id, complete=True)
+        settled = SensorCursor(
+            head.commit_sha, head.etag, cursor.batch_id, complete=True, branch=source.branch
+        )
         return dg.SensorResult(
             skip_reason=f"tree at {head.commit_sha[:7]} matches the content table",
             cursor=settled.serialize(),
         )
 
     batch = _create_batch(store, source, cursor.commit_sha, head.commit_sha, plan)
-    next_cursor = SensorCursor(head.commit_sha, head.etag, batch.id, plan.complete)
+    next_cursor = SensorCursor(
+        head.commit_sha, head.etag, batch.id, plan.complete, branch=source.branch
+    )
     return dg.SensorResult(
         run_requests=[dg.RunRequest(run_key=batch.id, tags={BATCH_TAG: batch.id})],
         dynamic_partitions_requests=partition_requests(context.instance, plan.items),
@@ -169,4 +175,5 @@ def _create_batch(
         head_commit=head_commit,
         items=[item.to_json() for item in plan.items],
         complete=plan.complete,
+        requests_used=source.requests_used,
     )

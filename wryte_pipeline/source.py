@@ -77,6 +77,7 @@ class RepositorySource(Protocol):
     """Read access to one branch of one repository."""
 
     name: str
+    branch: str | None
 
     @property
     def requests_used(self) -> int:

@@ -78,6 +78,14 @@ sync_outcomes = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+sync_cursors = sa.Table(
+    "sync_cursors",
+    metadata,
+    sa.Column("source", sa.Text, primary_key=True),
+    sa.Column("cursor", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 
 @dataclass(frozen=True)
 class Batch:
@@ -174,8 +182,9 @@ class ContentStore:
         head_commit: str,
         items: Sequence[Mapping[str, Any]],
         complete: bool,
+        requests_used: int = 0,
     ) -> Batch:
-        """Insert a batch row holding the planned items and return it."""
+        """Insert a batch row holding the planned items and the requests spent planning it."""
         row: dict[str, Any] = {
             "id": str(uuid.uuid4()),
             "repo": repo,
@@ -185,10 +194,11 @@ class ContentStore:
             "items": [dict(item) for item in items],
             "complete": complete,
             "created_at": utc_now(),
+            "requests_used": requests_used,
         }
         with self.engine.begin() as connection:
             connection.execute(sa.insert(sync_batches), row)
-        return Batch(finished_at=None, requests_used=None, **row)
+        return Batch(finished_at=None, **row)
 
     def get_batch(self, batch_id: str) -> Batch | None:
         """Return a batch by id, or None."""
@@ -207,11 +217,12 @@ class ContentStore:
         return _batch_from_row(dict(row)) if row else None
 
     def finish_batch(self, batch_id: str, requests_used: int) -> None:
-        """Stamp a batch as finished with the GitHub requests its run made."""
+        """Stamp a batch as finished, adding the GitHub requests its run made."""
+        spent = sa.func.coalesce(sync_batches.c.requests_used, 0) + requests_used
         statement = (
             sa.update(sync_batches)
             .where(sync_batches.c.id == batch_id)
-            .values(finished_at=utc_now(), requests_used=requests_used)
+            .values(finished_at=utc_now(), requests_used=spent)
         )
         with self.engine.begin() as connection:
             connection.execute(statement)
@@ -270,6 +281,22 @@ class ContentStore:
         query = sa.select(sa.func.count()).select_from(documents)
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
+
+    def load_cursor(self, source: str) -> str | None:
+        """Return the sensor cursor the CLI saved for ``source``, if any."""
+        query = sa.select(sync_cursors.c.cursor).where(sync_cursors.c.source == source)
+        with self.engine.connect() as connection:
+            value = connection.execute(query).scalar_one_or_none()
+        return str(value) if value is not None else None
+
+    def save_cursor(self, source: str, cursor: str) -> None:
+        """Store the sensor cursor for ``source``, replacing the previous one."""
+        with self.engine.begin() as connection:
+            connection.execute(sa.delete(sync_cursors).where(sync_cursors.c.source == source))
+            connection.execute(
+                sa.insert(sync_cursors),
+                {"source": source, "cursor": cursor, "updated_at": utc_now()},
+            )
 
     def _upsert_statement(self) -> Any:
         dialect = self.engine.dialect.name

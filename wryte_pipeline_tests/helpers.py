@@ -1,0 +1,38 @@
+"""Shared test helpers: expected table contents from git, and reading the documents table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from wryte_pipeline.settings import DEFAULT_PATH_PATTERNS
+from wryte_pipeline.source import REGULAR_FILE_MODES, matches_patterns
+from wryte_pipeline_tests.corpora import ls_tree
+
+
+def expected_documents(repo: Path, commit: str) -> dict[str, str]:
+    """Return path -> blob SHA of the Markdown files the content table should hold."""
+    return {
+        path: sha
+        for path, (mode, sha) in ls_tree(repo, commit).items()
+        if mode in REGULAR_FILE_MODES and matches_patterns(path, DEFAULT_PATH_PATTERNS)
+    }
+
+
+def stored_documents(database_url: str) -> dict[str, str]:
+    """Return path -> blob SHA as stored in the documents table."""
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(sa.text("SELECT path, blob_sha FROM documents"))
+            return {row.path: row.blob_sha for row in rows}
+    finally:
+        engine.dispose()
+
+
+def changed_paths(repo: Path, old: str | None, new: str) -> set[str]:
+    """Return the Markdown paths whose blob at ``new`` was not at the same path at ``old``."""
+    before = expected_documents(repo, old) if old else {}
+    after = expected_documents(repo, new)
+    return {path for path, sha in after.items() if before.get(path) != sha}

@@ -1,0 +1,153 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from wryte_pipeline_tests.corpora import commit_files, make_repo
+from wryte_pipeline_tests.fake_github import FakeGitHub
+from wryte_pipeline_tests.helpers import expected_documents, stored_documents
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **env}
+    return subprocess.run(
+        [sys.executable, "-m", "wryte_pipeline", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=PROJECT_ROOT,
+        timeout=300,
+    )
+
+
+def github_env(fake: FakeGitHub, repo: str, tmp_path: Path, database_url: str) -> dict[str, str]:
+    return {
+        "WRYTE_REPO": repo,
+        "WRYTE_GITHUB_API_URL": fake.url,
+        "WRYTE_DATABASE_URL": database_url,
+        "WRYTE_HOME": str(tmp_path / "home"),
+    }
+
+
+@pytest.mark.parametrize("corpus", ["hugo-docs", "jekyll-docs", "rust-blog"])
+def test_cli_sync_corpus_matches_tree(corpus, corpus_clones, fake_github, tmp_path):
+    repo = corpus_clones[corpus]
+    head = fake_github.add_repo(f"corpora/{corpus}", repo)
+    database_url = f"sqlite:///{tmp_path / 'content.db'}"
+    env = github_env(fake_github, f"corpora/{corpus}", tmp_path, database_url)
+
+    first = run_cli("sync", env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert stored_documents(database_url) == expected_documents(repo, head)
+    assert " of " in first.stdout
+    assert "succeeded" in first.stdout
+
+    fake_github.reset_stats()
+    second = run_cli("sync", env=env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "nothing to sync" in second.stdout
+    assert fake_github.stats.blobs == 0
+    assert fake_github.stats.tarballs == 0
+
+
+@pytest.mark.postgres
+def test_cli_sync_postgres_store(corpus_clones, fake_github, tmp_path, postgres_url):
+    repo = corpus_clones["jekyll-docs"]
+    head = fake_github.add_repo("corpora/jekyll-docs", repo)
+    env = github_env(fake_github, "corpora/jekyll-docs", tmp_path, postgres_url)
+    result = run_cli("sync", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert stored_documents(postgres_url) == expected_documents(repo, head)
+
+
+def test_cli_broken_file_fails_alone(fake_github, tmp_path):
+    files = {
+        f"posts/post-{index}.md": b"---\ntitle: Post %d\n---\nBody\n" % index
+        for index in range(12)
+    }
+    files["posts/broken.md"] = b"---\ntitle: Notes: part two\n---\nBody\n"
+    make_repo(tmp_path / "repo", files)
+    fake_github.add_repo("octo/blog", tmp_path / "repo")
+    database_url = f"sqlite:///{tmp_path / 'content.db'}"
+    env = github_env(fake_github, "octo/blog", tmp_path, database_url)
+
+    result = run_cli("sync", env=env)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "posts/broken.md, line 2" in result.stdout
+    assert "failed 1" in result.stdout
+    stored = stored_documents(database_url)
+    assert len(stored) == 12
+    assert "posts/broken.md" not in stored
+
+
+def test_cli_broken_file_not_retried(fake_github, tmp_path):
+    make_repo(tmp_path / "repo", {"ok.md": b"fine\n", "bad.md": b"---\nx: [\n---\n"})
+    fake_github.add_repo("octo/blog", tmp_path / "repo")
+    env = github_env(fake_github, "octo/blog", tmp_path, f"sqlite:///{tmp_path / 'c.db'}")
+    assert run_cli("sync", env=env).returncode == 1
+    fake_github.reset_stats()
+    again = run_cli("sync", env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert fake_github.stats.blobs == 0
+
+
+def test_cli_fixed_file_synced_next_time(fake_github, tmp_path):
+    repo = tmp_path / "repo"
+    make_repo(repo, {"bad.md": b"---\nx: [\n---\n"})
+    fake_github.add_repo("octo/blog", repo)
+    database_url = f"sqlite:///{tmp_path / 'c.db'}"
+    env = github_env(fake_github, "octo/blog", tmp_path, database_url)
+    assert run_cli("sync", env=env).returncode == 1
+    fixed = commit_files(repo, {"bad.md": b"---\nx: [1]\n---\n"}, "fix front matter")
+    fake_github.set_head("octo/blog", fixed)
+    result = run_cli("sync", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert stored_documents(database_url) == expected_documents(repo, fixed)
+
+
+def test_cli_bad_token_exits_2(tmp_path):
+    make_repo(tmp_path / "repo", {"a.md": b"A\n"})
+    with FakeGitHub(tokens={"good"}) as fake:
+        fake.add_repo("octo/blog", tmp_path / "repo")
+        env = github_env(fake, "octo/blog", tmp_path, f"sqlite:///{tmp_path / 'c.db'}")
+        env["GITHUB_TOKEN"] = "not-the-token"
+        result = run_cli("sync", env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "GITHUB_TOKEN" in result.stderr
+    assert "not-the-token" not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_missing_repository_exits_2(fake_github, tmp_path):
+    env = github_env(fake_github, "octo/nothing", tmp_path, f"sqlite:///{tmp_path / 'c.db'}")
+    result = run_cli("sync", env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "WRYTE_REPO" in result.stderr
+
+
+def test_cli_invalid_setting_exits_2(tmp_path):
+    result = run_cli("sync", env={"WRYTE_REPO": "not a repo name", "WRYTE_HOME": str(tmp_path)})
+    assert result.returncode == 2
+    assert "WRYTE_REPO" in result.stderr
+
+
+def test_cli_sample_default_syncs(tmp_path):
+    result = run_cli("sync", env={"WRYTE_HOME": str(tmp_path / "home")})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "993 of 993 files" in result.stdout
+    assert "succeeded 993" in result.stdout
+
+
+def test_cli_status_prints_progress(tmp_path):
+    env = {"WRYTE_HOME": str(tmp_path / "home")}
+    make_repo(tmp_path / "repo", {"a.md": b"A\n", "b.md": b"B\n"})
+    env["WRYTE_REPO"] = str(tmp_path / "repo")
+    assert run_cli("sync", env=env).returncode == 0
+    status = run_cli("status", env=env)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "2 of 2 files" in status.stdout

@@ -1,0 +1,174 @@
+"""Step the repository sensor through its cursor, one scenario per test."""
+
+import dagster as dg
+import pytest
+
+from wryte_pipeline.assets import BATCH_TAG
+from wryte_pipeline.definitions import defs
+from wryte_pipeline.partitions import PARTITIONS_NAME, partition_key_for_path
+from wryte_pipeline.resources import WryteResource
+from wryte_pipeline.sensors import SensorCursor, repository_sensor
+from wryte_pipeline.store import ContentStore
+from wryte_pipeline_tests.corpora import commit_files, make_repo
+
+FILES = {
+    f"posts/post-{index:02}.md": b"---\ntitle: Post %d\n---\nBody\n" % index for index in range(6)
+}
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+@pytest.fixture
+def repo(tmp_path):
+    make_repo(tmp_path / "repo", FILES)
+    return tmp_path / "repo"
+
+
+def tick(instance, resource, cursor=None):
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"wryte": resource}, definitions=defs
+    ) as context:
+        return repository_sensor(context)
+
+
+def run_batch(instance, resource, result):
+    """Apply the tick's partition requests and execute its run, as the daemon would."""
+    for request in result.dynamic_partitions_requests:
+        if isinstance(request, dg.AddDynamicPartitionsRequest):
+            instance.add_dynamic_partitions(request.partitions_def_name, request.partition_keys)
+        else:
+            for key in request.partition_keys:
+                instance.delete_dynamic_partition(request.partitions_def_name, key)
+    job = defs.resolve_job_def("sync_job")
+    outcome = job.execute_in_process(
+        instance=instance,
+        tags=result.run_requests[0].tags,
+        resources={"wryte": resource},
+    )
+    assert outcome.success
+
+
+def local_resource(repo, tmp_path):
+    return WryteResource(repository=str(repo), database_url=f"sqlite:///{tmp_path / 'c.db'}")
+
+
+def test_sensor_first_tick_adds_all(instance, repo, tmp_path):
+    resource = local_resource(repo, tmp_path)
+    result = tick(instance, resource)
+    assert isinstance(result, dg.SensorResult)
+    assert len(result.run_requests) == 1
+    added = result.dynamic_partitions_requests[0]
+    assert sorted(added.partition_keys) == sorted(partition_key_for_path(p) for p in FILES)
+    cursor = SensorCursor.parse(result.cursor)
+    assert cursor.complete
+    assert result.run_requests[0].tags[BATCH_TAG] == cursor.batch_id
+
+
+def test_sensor_skips_unchanged_tree(instance, repo, tmp_path):
+    resource = local_resource(repo, tmp_path)
+    first = tick(instance, resource)
+    run_batch(instance, resource, first)
+    second = tick(instance, resource, first.cursor)
+    assert isinstance(second, dg.SkipReason)
+    assert "unchanged" in second.skip_message
+
+
+def test_sensor_requests_only_changed(instance, repo, tmp_path):
+    resource = local_resource(repo, tmp_path)
+    first = tick(instance, resource)
+    run_batch(instance, resource, first)
+    commit_files(
+        repo,
+        {"posts/post-01.md": b"changed\n", "posts/post-02.md": None, "posts/new.md": b"new\n"},
+        "edit",
+    )
+    second = tick(instance, resource, first.cursor)
+    batch = ContentStore(resource.settings().resolved_database_url).get_batch(
+        second.run_requests[0].tags[BATCH_TAG]
+    )
+    actions = sorted((item["action"], item["path"]) for item in batch.items)
+    assert actions == [
+        ("delete", "posts/post-02.md"),
+        ("upsert", "posts/new.md"),
+        ("upsert", "posts/post-01.md"),
+    ]
+    deleted = [
+        r
+        for r in second.dynamic_partitions_requests
+        if isinstance(r, dg.DeleteDynamicPartitionsRequest)
+    ]
+    assert deleted[0].partition_keys == [partition_key_for_path("posts/post-02.md")]
+
+
+def test_sensor_caps_paths_per_tick(instance, repo, tmp_path, monkeypatch):
+    monkeypatch.setenv("WRYTE_MAX_PATHS_PER_TICK", "4")
+    resource = local_resource(repo, tmp_path)
+    first = tick(instance, resource)
+    assert not SensorCursor.parse(first.cursor).complete
+    run_batch(instance, resource, first)
+    second = tick(instance, resource, first.cursor)
+    assert isinstance(second, dg.SensorResult)
+    batch_id = second.run_requests[0].tags[BATCH_TAG]
+    store = ContentStore(resource.settings().resolved_database_url)
+    assert store.get_batch(batch_id).total == 2
+    assert SensorCursor.parse(second.cursor).complete
+
+
+def test_sensor_waits_for_running_batch(instance, repo, tmp_path):
+    resource = local_resource(repo, tmp_path)
+    first = tick(instance, resource)
+    batch_id = first.run_requests[0].tags[BATCH_TAG]
+    instance.create_run_for_job(
+        defs.resolve_job_def("sync_job"),
+        tags={BATCH_TAG: batch_id},
+        status=dg.DagsterRunStatus.STARTED,
+    )
+    second = tick(instance, resource, first.cursor)
+    assert isinstance(second, dg.SkipReason)
+    assert "still running" in second.skip_message
+
+
+def test_sensor_reuses_unfinished_batch_work(instance, repo, tmp_path):
+    """A batch whose run never finished leaves its paths to the next tick."""
+    resource = local_resource(repo, tmp_path)
+    first = tick(instance, resource)
+    second = tick(instance, resource, first.cursor)
+    assert isinstance(second, dg.SensorResult)
+    assert len(second.run_requests) == 1
+
+
+def test_sensor_idle_github_tick_costs_nothing(instance, fake_github, repo, tmp_path):
+    fake_github.add_repo("octo/blog", repo)
+    resource = WryteResource(
+        repository="octo/blog",
+        api_url=fake_github.url,
+        database_url=f"sqlite:///{tmp_path / 'c.db'}",
+    )
+    first = tick(instance, resource)
+    run_batch(instance, resource, first)
+    fake_github.reset_stats()
+    second = tick(instance, resource, first.cursor)
+    assert isinstance(second, dg.SkipReason)
+    assert "304" in second.skip_message
+    assert fake_github.stats.counted == 0
+    assert fake_github.stats.not_modified == 1
+
+
+def test_sensor_bad_token_stops_tick(instance, repo, tmp_path, monkeypatch):
+    from wryte_pipeline.errors import AuthenticationError
+    from wryte_pipeline_tests.fake_github import FakeGitHub
+
+    with FakeGitHub(tokens={"good"}) as fake:
+        fake.add_repo("octo/blog", repo)
+        monkeypatch.setenv("GITHUB_TOKEN", "bad")
+        resource = WryteResource(
+            repository="octo/blog", api_url=fake.url, database_url=f"sqlite:///{tmp_path / 'c.db'}"
+        )
+        with pytest.raises(AuthenticationError, match="GITHUB_TOKEN"):
+            tick(instance, resource)
+        assert fake.stats.blobs == 0
+    assert instance.get_dynamic_partitions(PARTITIONS_NAME) == []
