@@ -8,6 +8,7 @@ run costs seconds of overhead and a file costs milliseconds. ``markdown_document
 materialized alone, or as a backfill, for chosen paths.
 """
 
+import time
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -66,6 +67,7 @@ def markdown_document(
         requests_used=source.requests_used,
     )
     outcomes = _apply(context, batch, source, store, wryte, log_partitions=False)
+    _wait_for_rate_limit(context, outcomes, wryte.settings().max_rate_limit_wait_seconds)
     _raise_for_failures(outcomes)
     return dg.MaterializeResult(
         metadata={"paths": len(paths), "commit_sha": commit_sha, "batch_id": batch.id}
@@ -85,6 +87,7 @@ def content_table(
     source = wryte.open_source()
     batch = _batch_for_run(context, store, source, wryte)
     outcomes = _apply(context, batch, source, store, wryte, log_partitions=True)
+    _wait_for_rate_limit(context, outcomes, wryte.settings().max_rate_limit_wait_seconds)
     failed = sum(1 for outcome in outcomes if outcome.status == "failed")
     context.log.info("batch %s: %d files, %d failed", batch.id, len(outcomes), failed)
     return dg.MaterializeResult(
@@ -203,6 +206,38 @@ def _apply(
     return outcomes
 
 
+def _wait_for_rate_limit(
+    context: dg.AssetExecutionContext, outcomes: Sequence[FileOutcome], max_wait_seconds: int
+) -> None:
+    """Retry the step after the rate-limit reset, or leave deferred files to the next sync.
+
+    The wait happens between step attempts, never inside a fetch worker, and the retried
+    attempt resumes the batch where it stopped.
+    """
+    deferred = [outcome for outcome in outcomes if outcome.status == "deferred"]
+    if not deferred:
+        return
+    reset_at = _latest_reset(deferred)
+    wait = max(reset_at - time.time(), 0.0) + 1.0
+    if wait <= max_wait_seconds:
+        context.log.warning(
+            "rate limit spent with %d files left; retrying in %.0f s", len(deferred), wait
+        )
+        raise dg.RetryRequested(max_retries=2, seconds_to_wait=wait)
+    context.log.warning(
+        "rate limit spent with %d files left and resets in %.0f s, over the %d s ceiling; "
+        "the next sync picks them up",
+        len(deferred),
+        wait,
+        max_wait_seconds,
+    )
+
+
+def _latest_reset(outcomes: Sequence[FileOutcome]) -> float:
+    resets = [outcome.reset_at for outcome in outcomes if outcome.reset_at is not None]
+    return max(resets, default=time.time() + 60.0)
+
+
 def _log_partition_event(context: dg.AssetExecutionContext, outcome: FileOutcome) -> None:
     key = partition_key_for_path(outcome.path)
     metadata = {"path": outcome.path, "status": outcome.status}
@@ -219,7 +254,7 @@ def _log_partition_event(context: dg.AssetExecutionContext, outcome: FileOutcome
 
 
 def _raise_for_failures(outcomes: Sequence[FileOutcome]) -> None:
-    failures = [outcome for outcome in outcomes if outcome.status == "failed"]
+    failures = [outcome for outcome in outcomes if outcome.status in ("failed", "deferred")]
     if not failures:
         return
     listed = "; ".join(outcome.error or outcome.path for outcome in failures[:10])

@@ -7,7 +7,9 @@ The tree::
     ├── SourceError               the repository could not be read
     │   ├── AuthenticationError   the token was rejected or lacks access (CLI exit 2)
     │   ├── RepositoryNotFoundError  repository or branch not found (CLI exit 2)
-    │   └── TransientSourceError  worth retrying: 5xx, reset, timeout, rate limit
+    │   └── TransientSourceError  worth retrying: 5xx, reset, timeout
+    │       ├── SecondaryRateLimitError  GitHub asked to slow down (Retry-After)
+    │       └── RateLimitExhaustedError  the hourly budget is spent until its reset
     └── DocumentError             one file cannot be stored; the others go on
         ├── FrontMatterError      front matter or encoding is invalid (path and line)
         └── SkippedDocumentError  not a page: LFS pointer, over the size ceiling
@@ -48,6 +50,22 @@ class TransientSourceError(SourceError):
     def __init__(self, message: str, retry_after_seconds: float | None = None) -> None:
         super().__init__(message)
         self.retry_after_seconds = retry_after_seconds
+
+
+class SecondaryRateLimitError(TransientSourceError):
+    """GitHub's secondary rate limit: too many requests at once; wait ``Retry-After``."""
+
+
+class RateLimitExhaustedError(TransientSourceError):
+    """The primary rate limit is spent; no request succeeds before ``reset_at``.
+
+    Attributes:
+        reset_at: Unix time at which GitHub restores the budget.
+    """
+
+    def __init__(self, message: str, reset_at: float, retry_after_seconds: float) -> None:
+        super().__init__(message, retry_after_seconds)
+        self.reset_at = reset_at
 
 
 class DocumentError(WryteError):

@@ -42,8 +42,9 @@ from wryte_pipeline.errors import FrontMatterError, SkippedDocumentError
 JSONValue: TypeAlias = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"]
 _FrontMatterFormat: TypeAlias = Literal["yaml", "toml", "json"]
 
-# Ceilings for YAML after alias expansion. Real front matter stays far below both, and
-# checking them before any Python value is built keeps an alias bomb from using memory.
+# Ceilings on the front matter's value count and nesting, after YAML aliases are expanded.
+# Hand-written front matter stays far below both. YAML is checked before any Python value
+# is built, so an alias bomb is rejected before it can use memory.
 _MAX_YAML_VALUES = 100_000
 _MAX_NESTING_DEPTH = 64
 
@@ -59,14 +60,16 @@ _LONE_CR = re.compile(r"\r(?!\n)")
 
 _PUBLISH_KEYS = ("publishDate", "publish_at", "publishdate", "pubDate")
 _EXPIRE_KEYS = ("expiryDate", "expire_at", "expirydate", "unpublishdate")
-_TRUE_WORDS = frozenset({"true", "yes", "on"})
-_FALSE_WORDS = frozenset({"false", "no", "off"})
+_FLAG_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
 _DATE_FORMS = "YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS+HH:MM"
 _DATETIME_PATTERN = re.compile(
     r"(\d{4})-(\d{1,2})-(\d{1,2})"
     r"(?:(?:[Tt]|[ \t]+)(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?"
     r"(?:[ \t]*([Zz]|[+-]\d{2}:?\d{2}|[+-]\d{1,2}))?)?"
 )
+
+
+_TRAILING_ZONE = re.compile(r"[ \t]([Zz]|[+-]\d{2}:?\d{2})[ \t]*\Z")
 
 
 @dataclass(frozen=True)
@@ -217,22 +220,22 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _decode_json_float(text: str) -> float | str:
-    """Keep NaN, Infinity and overflowing numbers as written, since JSON cannot store them."""
+def _finite_float_or_text(text: str) -> float | str:
+    """Keep NaN, infinities and overflowing numbers as written, since JSON cannot hold them."""
     number = float(text)
     return number if math.isfinite(number) else text
 
 
 _JSON_DECODER = json.JSONDecoder(
     object_pairs_hook=_reject_duplicate_keys,
-    parse_float=_decode_json_float,
+    parse_float=_finite_float_or_text,
     parse_constant=str,
 )
 _JSON_KEY = re.compile(r'"((?:[^"\\\r\n]|\\.)*)"\s*:')
 
 
 def _read_json(path: str, text: str) -> _FrontMatter:
-    """Load the JSON object that starts the file; the body starts on the next line."""
+    """Load the JSON object that starts the file. The body starts on the next line."""
     try:
         values, end = _JSON_DECODER.raw_decode(text)
     except json.JSONDecodeError as err:
@@ -282,7 +285,7 @@ def _json_key_line(source: str, key: str, occurrence: int) -> int:
 
 # --- TOML --------------------------------------------------------------------------------
 
-_TOML_ERROR_LINE = re.compile(r"\s*\(at line (\d+), column \d+\)")
+_TOML_ERROR_POSITION = re.compile(r"\s*\(at (?:line (\d+), column \d+|end of document)\)")
 _TOML_KEY = re.compile(r"""^[ \t]*("(?:[^"\\\n]|\\.)*"|'[^'\n]*'|[A-Za-z0-9_-]+)[ \t.=]""", re.M)
 _TOML_TABLE_HEADER = re.compile(r"^[ \t]*\[", re.M)
 
@@ -297,26 +300,26 @@ def _load_toml(
     """
     source = _LONE_CR.sub("\n", source)
     try:
-        table = tomllib.loads(source, parse_float=_decode_json_float)
+        table = tomllib.loads(source, parse_float=_finite_float_or_text)
     except tomllib.TOMLDecodeError as err:
         raise _toml_error(path, source, first_line, str(err)) from err
     except RecursionError as err:
         raise FrontMatterError(
             path, first_line, "TOML front matter is nested too deeply; flatten the structure"
         ) from err
-    return {key: _toml_to_json(value) for key, value in table.items()}, _toml_key_lines(
-        source, first_line
-    )
+    values = {key: _toml_to_json(value) for key, value in table.items()}
+    return values, _toml_key_lines(source, first_line)
 
 
 def _toml_error(path: str, source: str, first_line: int, message: str) -> FrontMatterError:
-    """Turn tomllib's message, which counts lines from the fence, into a file line."""
-    position = _TOML_ERROR_LINE.search(message)
-    if position is not None:
+    """Build the error from tomllib's message, whose line numbers start at the TOML text."""
+    position = _TOML_ERROR_POSITION.search(message)
+    if position is not None and position.group(1) is not None:
         line = first_line + int(position.group(1)) - 1
-        message = message[: position.start()] + message[position.end() :]
     else:
         line = _line_at(source, len(source), first_line)
+    if position is not None:
+        message = message[: position.start()] + message[position.end() :]
     return FrontMatterError(
         path, line, f"invalid TOML front matter: {message}; check the TOML syntax on this line"
     )
@@ -364,7 +367,7 @@ _RESOLVED_TAGS = {
     for tag in (_STR_TAG, _NULL_TAG, _BOOL_TAG, _INT_TAG, _FLOAT_TAG, _SEQ_TAG, _MAP_TAG)
 }
 
-# The YAML 1.2 core schema (section 10.3.2 of the YAML 1.2.2 specification).
+# Plain scalar resolution by the YAML 1.2 core schema.
 _NULL_WORDS = frozenset({"", "~", "null", "Null", "NULL"})
 _BOOL_WORDS = {
     "true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False
@@ -392,8 +395,8 @@ def _resolve_plain_scalar(value: str) -> str:
 class _CoreSchemaResolver(BaseResolver):
     """Resolve untagged scalars by the YAML 1.2 core schema and nothing else.
 
-    ruamel's own resolver also tags timestamps and ``<<`` merge keys, and switches to
-    YAML 1.1 rules (``no`` is false, ``10:30`` is a number) on a ``%YAML 1.1`` directive.
+    The resolver of ruamel.yaml 0.19 also tags timestamps and ``<<`` merge keys, and switches
+    to YAML 1.1 rules (``no`` is false, ``10:30`` is a number) on a ``%YAML 1.1`` directive.
     """
 
     def __init__(self, version: Any = None, loader: Any = None, loadumper: Any = None) -> None:
@@ -437,7 +440,7 @@ class _AliasMarkingComposer(Composer):
 
     def __init__(self, loader: Any = None) -> None:
         super().__init__(loader)
-        # YAML 1.2 allows an anchor name to be reused; the later anchor wins.
+        # YAML 1.2 allows reusing an anchor name, and an alias refers to the latest anchor.
         self.warn_double_anchors = False
 
     def compose_node(self, parent: Any, index: Any) -> Any:
@@ -466,9 +469,9 @@ def _target(node: _GraphNode) -> Node:
 class _YamlLoader:
     """Load YAML front matter by composing the node graph and converting it to JSON values.
 
-    The graph is measured before any value is built: aliases share nodes in the graph,
-    so a 258-byte "billion laughs" document is a few dozen nodes there and only explodes
-    when built. Sizes are memoized per node, so measuring stays linear in the graph.
+    The graph is measured before any value is built. Aliases share nodes in the graph, so
+    a "billion laughs" document of a few hundred bytes is a few dozen nodes there and only
+    explodes when built. Sizes are memoized per node, so measuring is linear in the graph.
     """
 
     def __init__(self, path: str, source: str, first_line: int) -> None:
@@ -545,7 +548,7 @@ class _YamlLoader:
             child_count, child_depth = self._measure(child, active, sizes)
             count += child_count
             depth = max(depth, child_depth + 1)
-            if count > 10**12:
+            if count > _MAX_YAML_VALUES:
                 self._fail(child.start_mark, _size_message())
             if depth > _MAX_NESTING_DEPTH:
                 self._fail(child.start_mark, _depth_message())
@@ -600,7 +603,7 @@ class _YamlLoader:
             )
 
     def _checked_tag(self, node: Node, allowed: Container[str]) -> str:
-        """Return the node's tag, rejecting any tag that could build other objects."""
+        """Return the node's tag, rejecting every tag outside ``allowed``."""
         tag = node.tag or ""
         if tag not in allowed:
             self._fail(
@@ -676,7 +679,7 @@ def _construct_int(text: str) -> int:
 
 
 def _construct_float(text: str) -> float | str:
-    """Build a float; ``.inf``, ``.nan`` and overflowing numbers stay text for JSON."""
+    """Build a float, keeping ``.inf``, ``.nan`` and overflowing numbers as text for JSON."""
     if _NON_FINITE_PATTERN.fullmatch(text):
         return text
     if not _FLOAT_PATTERN.fullmatch(text):
@@ -697,11 +700,11 @@ _SCALAR_CONSTRUCTORS: dict[str, Callable[[str], JSONValue]] = {
 # --- checks and derived fields ---------------------------------------------------------
 
 
-_UNSTORABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
+_UNSTORABLE_CHARACTER = re.compile(r"[\x00\ud800-\udfff]")
 
 
 def _check_values(path: str, fm: _FrontMatter) -> None:
-    """Reject values nested too deeply, or holding characters that no database can store.
+    """Reject values nested too deeply or containing characters the database cannot store.
 
     Escapes in YAML and JSON strings can produce NUL and lone surrogates. UTF-8 cannot
     encode a lone surrogate, and PostgreSQL text and jsonb cannot hold NUL.
@@ -721,7 +724,7 @@ def _check_values(path: str, fm: _FrontMatter) -> None:
 
 
 def _nests_deeper(value: JSONValue, levels: int) -> bool:
-    """Return whether the value has more than ``levels`` levels; stops looking past them."""
+    """Return whether the value nests more than ``levels`` levels, looking no deeper."""
     if levels < 1:
         return True
     if isinstance(value, dict):
@@ -806,18 +809,17 @@ def _slug(path: str, fm: _FrontMatter) -> str:
     name = file.stem
     if name in ("index", "_index") and file.parent.name:
         name = file.parent.name
-    slug = _slugify(name)
-    if not slug:
-        raise FrontMatterError(
-            path, 1, f"cannot make a slug from the name {name!r}; add a 'slug' to the front matter"
-        )
-    return slug
+    return _slugify(name) or name
 
 
 def _slugify(name: str) -> str:
-    """Lowercase ASCII letters and digits joined by hyphens; accents are dropped first."""
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
-    return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+    """Turn a name into lowercase letters and digits joined by hyphens, without accents.
+
+    Letters outside ASCII that carry no accent, such as CJK characters, are kept.
+    """
+    decomposed = unicodedata.normalize("NFKD", name)
+    letters = "".join(char for char in decomposed if not unicodedata.combining(char))
+    return re.sub(r"[\W_]+", "-", letters.lower()).strip("-")
 
 
 def _datetime_field(
@@ -845,7 +847,7 @@ def _parse_datetime(text: str, site_timezone: tzinfo) -> datetime:
     Raises:
         ValueError: the text has none of these forms or names an impossible date or time.
     """
-    match = _DATETIME_PATTERN.fullmatch(text.strip())
+    match = _DATETIME_PATTERN.fullmatch(text.strip()) or _lenient_match(text.strip())
     if match is None:
         raise ValueError("not a recognized date format")
     year, month, day, hour, minute, second, fraction, zone = match.groups()
@@ -862,13 +864,32 @@ def _parse_datetime(text: str, site_timezone: tzinfo) -> datetime:
     )
 
 
+def _lenient_match(text: str) -> re.Match[str] | None:
+    """Match a date and time followed by stray words and a zone, as Ruby's Time.parse reads.
+
+    Jekyll builds pages dated like ``2023-01-29 18:30:22 2023 -0800``, so such a date is
+    read from its leading date and time and its trailing zone; the words between are ignored.
+    """
+    head = _DATETIME_PATTERN.match(text)
+    if head is None or head.group(4) is None:
+        return None
+    rest = text[head.end() :]
+    if not rest[:1].isspace():
+        return None
+    zone = _TRAILING_ZONE.search(rest)
+    if zone is None or head.group(8) is not None:
+        return head if not rest.strip() else None
+    return _DATETIME_PATTERN.fullmatch(f"{text[: head.end()]} {zone.group(1)}")
+
+
 def _parse_zone(zone: str | None, site_timezone: tzinfo) -> tzinfo:
     if zone is None:
         return site_timezone
     if zone in ("Z", "z"):
         return UTC
     digits = zone[1:].replace(":", "")
-    hours, minutes = int(digits[:2] if len(digits) > 2 else digits), int(digits[2:] or 0)
+    hours = int(digits[:2])
+    minutes = int(digits[2:] or 0)
     if minutes >= 60:
         raise ValueError(f"UTC offset {zone!r} has more than 59 minutes")
     offset = timedelta(hours=hours, minutes=minutes)
@@ -880,8 +901,9 @@ def _flag(path: str, fm: _FrontMatter, key: str) -> bool | None:
     value = fm.values.get(key)
     if value is None or isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in _TRUE_WORDS | _FALSE_WORDS:
-        return value.strip().lower() in _TRUE_WORDS
+    word = value.strip().lower() if isinstance(value, str) else None
+    if word in _FLAG_WORDS:
+        return _FLAG_WORDS[word]
     _fail_field(path, fm, key, f"invalid '{key}' value {value!r}; use true or false")
 
 

@@ -23,11 +23,13 @@ from github import Auth, Github, GithubException
 
 from wryte_pipeline.errors import (
     AuthenticationError,
+    RateLimitExhaustedError,
     RepositoryNotFoundError,
+    SecondaryRateLimitError,
     SourceError,
     TransientSourceError,
 )
-from wryte_pipeline.source import FetchedBlob, Head, TreeEntry, git_blob_sha
+from wryte_pipeline.source import FetchedBlob, Head, RateBudget, TreeEntry, git_blob_sha
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +67,8 @@ class GitHubSource:
         self._local = threading.local()
         self._count_lock = threading.Lock()
         self._requests_used = 0
+        self._limiter = AdaptiveLimit(concurrency)
+        self._exhausted: RateLimitExhaustedError | None = None
 
     def __repr__(self) -> str:
         return f"GitHubSource({self.name!r}, branch={self.branch!r}, api_url={self.api_url!r})"
@@ -93,6 +97,20 @@ class GitHubSource:
             return Head(None, etag)
         return Head(str(body["commit"]["sha"]), response_headers.get("etag"))
 
+    def rate_budget(self) -> RateBudget:
+        """Read the core rate limit from ``/rate_limit``, which GitHub does not count."""
+        requester = self._client().requester
+        with self._errors("/rate_limit"):
+            status, headers, text = requester.requestJson("GET", "/rate_limit")
+        if status >= 400:
+            raise _error_for_status(status, headers, _json_or_empty(text), "/rate_limit")
+        core = _json_or_empty(text).get("resources", {}).get("core", {})
+        return RateBudget(
+            limit=int(core.get("limit", 0)),
+            remaining=int(core.get("remaining", 0)),
+            reset_at=float(core.get("reset", 0)),
+        )
+
     def list_tree(self, commit_sha: str) -> list[TreeEntry]:
         """List the tree recursively, walking subtrees when GitHub truncates the answer."""
         _status, body = self._request(f"/repos/{self.name}/git/trees/{commit_sha}?recursive=1")
@@ -111,6 +129,8 @@ class GitHubSource:
                     del wanted[blob.path]
                     yield blob
             except (SourceError, OSError, tarfile.TarError) as error:
+                if isinstance(error, RateLimitExhaustedError):
+                    self._exhausted = error
                 logger.warning("tarball of %s failed (%s); fetching blobs", commit_sha[:7], error)
             remaining = list(wanted.values())
         yield from self._fetch_blob_pool(remaining)
@@ -137,23 +157,34 @@ class GitHubSource:
 
     def _fetch_blob(self, entry: TreeEntry) -> FetchedBlob:
         def fetch() -> bytes:
-            _status, body = self._request(f"/repos/{self.name}/git/blobs/{entry.sha}")
+            with self._limiter:
+                _status, body = self._request(f"/repos/{self.name}/git/blobs/{entry.sha}")
             return base64.b64decode(body["content"])
 
+        if self._exhausted is not None:
+            return FetchedBlob(entry.path, entry.sha, None, self._exhausted, 0)
         try:
             data, attempts = self._with_retries(fetch, what=entry.path)
+        except RateLimitExhaustedError as error:
+            self._exhausted = error
+            return FetchedBlob(entry.path, entry.sha, None, error, 1)
         except SourceError as error:
             return FetchedBlob(entry.path, entry.sha, None, error, FETCH_ATTEMPTS)
         return FetchedBlob(entry.path, entry.sha, data, None, attempts)
 
     def _with_retries(self, call: Callable[[], T], what: str) -> tuple[T, int]:
+        """Call with up to three attempts; a spent primary limit ends at once, unslept."""
         delay = FIRST_RETRY_DELAY_SECONDS
         for attempt in range(1, FETCH_ATTEMPTS + 1):
             try:
                 return call(), attempt
+            except RateLimitExhaustedError:
+                raise
             except TransientSourceError as error:
                 if attempt == FETCH_ATTEMPTS:
                     raise
+                if isinstance(error, SecondaryRateLimitError):
+                    self._limiter.reduce()
                 wait = min(max(delay, error.retry_after_seconds or 0.0), MAX_RETRY_AFTER_SECONDS)
                 logger.info(
                     "%s: attempt %d failed (%s); retrying in %.1f s", what, attempt, error, wait
@@ -241,6 +272,36 @@ class GitHubSource:
             self._requests_used += requests_made
 
 
+class AdaptiveLimit:
+    """A semaphore whose limit halves on each secondary rate limit, down to one.
+
+    GitHub's secondary limit punishes concurrency, so once it answers, the rest of the batch
+    runs with fewer requests in flight.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(limit, 1)
+        self._in_use = 0
+        self._condition = threading.Condition()
+
+    def reduce(self) -> None:
+        """Halve the limit, keeping at least one request in flight."""
+        with self._condition:
+            if self.limit > 1:
+                self.limit = max(self.limit // 2, 1)
+                logger.warning("secondary rate limit: %d requests in flight from now", self.limit)
+
+    def __enter__(self) -> None:
+        with self._condition:
+            self._condition.wait_for(lambda: self._in_use < self.limit)
+            self._in_use += 1
+
+    def __exit__(self, *_exc: object) -> None:
+        with self._condition:
+            self._in_use -= 1
+            self._condition.notify_all()
+
+
 class _NetworkErrors:
     """Map connection failures from PyGithub and requests onto ``TransientSourceError``."""
 
@@ -269,10 +330,20 @@ def _error_for_status(status: int, headers: Any, data: Any, url: str) -> SourceE
             f"GitHub rejected the token (401 {message or 'Bad credentials'}) for {url}: set "
             "GITHUB_TOKEN to a valid token with read access to the repository's contents"
         )
+    if status in (403, 429) and _is_primary_limit(headers, message):
+        reset_at = float(headers.get("x-ratelimit-reset", time.time() + 60))
+        wait = max(reset_at - time.time(), 0.0)
+        return RateLimitExhaustedError(
+            f"GitHub rate limit exhausted ({status} {message}) for {url}; it resets in "
+            f"{wait:.0f} s",
+            reset_at=reset_at,
+            retry_after_seconds=wait,
+        )
     if status in (403, 429) and _is_rate_limited(headers, message):
         wait = _rate_limit_wait(headers)
-        return TransientSourceError(
-            f"GitHub rate limit hit ({status} {message}) for {url}; retry in {wait:.0f} s",
+        return SecondaryRateLimitError(
+            f"GitHub secondary rate limit hit ({status} {message}) for {url}; retry in "
+            f"{wait:.0f} s",
             retry_after_seconds=wait,
         )
     if status == 403:
@@ -288,6 +359,10 @@ def _error_for_status(status: int, headers: Any, data: Any, url: str) -> SourceE
     if status >= 500 or status == 429:
         return TransientSourceError(f"GitHub answered {status} for {url}: {message}".rstrip(": "))
     return SourceError(f"GitHub answered {status} for {url}: {message}")
+
+
+def _is_primary_limit(headers: dict[str, str], message: str) -> bool:
+    return headers.get("x-ratelimit-remaining") == "0" and "secondary" not in message.lower()
 
 
 def _is_rate_limited(headers: dict[str, str], message: str) -> bool:

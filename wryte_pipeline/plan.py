@@ -132,3 +132,23 @@ def _skips(entries: Sequence[TreeEntry], settled: Mapping[str, str]) -> list[Pla
         for entry in entries
         if entry.skip_reason is not None and settled.get(entry.path) != entry.sha
     ]
+
+
+def fit_budget(plan: Plan, available_requests: int, tarball_threshold: int) -> Plan:
+    """Trim a plan to what the rate-limit budget allows; the rest waits for a later tick.
+
+    Deletions and skips cost no request. Files to fetch cost one tarball request when there
+    are at least ``tarball_threshold`` of them, else one blob request each.
+    """
+    fetches = [item for item in plan.items if item.action in ("upsert", "rename")]
+    cost = 1 if len(fetches) >= tarball_threshold else len(fetches)
+    if cost <= available_requests:
+        return plan
+    kept_fetches = {id(item) for item in fetches[: max(available_requests, 0)]}
+    items = [
+        item
+        for item in plan.items
+        if item.action not in ("upsert", "rename") or id(item) in kept_fetches
+    ]
+    dropped = len(plan.items) - len(items)
+    return Plan(items, plan.pending + dropped, plan.unchanged)

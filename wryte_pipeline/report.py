@@ -29,12 +29,13 @@ class BatchReport:
     duration_seconds: float | None
     requests_used: int | None
     failures: list[tuple[str, str]] = field(default_factory=list)
+    deferred: int = 0
     skips: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def done(self) -> int:
         """Count the files that have an outcome."""
-        return self.succeeded + self.failed + self.skipped + self.deleted
+        return self.succeeded + self.failed + self.skipped + self.deleted + self.deferred
 
     @property
     def counts(self) -> dict[str, int]:
@@ -46,6 +47,7 @@ class BatchReport:
             "retried": self.retried,
             "skipped": self.skipped,
             "deleted": self.deleted,
+            "deferred": self.deferred,
         }
 
 
@@ -73,6 +75,7 @@ def build_report(store: ContentStore, batch: Batch) -> BatchReport:
         requests_used=batch.requests_used,
         failures=list(zip(failed["path"], failed["error"].fillna(""), strict=True)),
         skips=list(zip(skipped["path"], skipped["error"].fillna(""), strict=True)),
+        deferred=int(by_status.get("deferred", 0)),
     )
 
 

@@ -8,6 +8,7 @@ failed tick is simply tried again.
 """
 
 import json
+import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 
@@ -15,9 +16,10 @@ import dagster as dg
 
 from wryte_pipeline.assets import BATCH_TAG, content_table
 from wryte_pipeline.partitions import PARTITIONS_NAME, markdown_files, partition_key_for_path
-from wryte_pipeline.plan import Plan, PlannedItem, plan_sync
+from wryte_pipeline.plan import Plan, PlannedItem, fit_budget, plan_sync
 from wryte_pipeline.resources import WryteResource
-from wryte_pipeline.source import RepositorySource
+from wryte_pipeline.settings import Settings
+from wryte_pipeline.source import RateBudget, RepositorySource
 from wryte_pipeline.store import Batch, ContentStore
 
 SENSOR_INTERVAL_SECONDS = 30
@@ -90,6 +92,11 @@ def repository_sensor(
         return dg.SkipReason(f"branch head {(cursor.commit_sha or '')[:7]} unchanged (304)")
 
     settings = wryte.settings()
+    budget = source.rate_budget()
+    available = _available_requests(budget, settings)
+    if available is not None and available < 2:
+        return dg.SkipReason(_budget_message(budget, settings, "no tree listed"))
+
     plan = plan_sync(
         source.list_tree(head.commit_sha),
         store.stored_blobs(),
@@ -97,6 +104,12 @@ def repository_sensor(
         settings.path_patterns,
         settings.max_paths_per_tick,
     )
+    if available is not None:
+        fitted = fit_budget(plan, available - 1, settings.tarball_threshold)
+        if fitted.pending > plan.pending:
+            deferred = fitted.pending - plan.pending
+            context.log.warning(_budget_message(budget, settings, f"{deferred} files deferred"))
+        plan = fitted
     context.log.info("tick %s: %s", head.commit_sha[:7], describe_plan(plan))
     if not plan.items:
         settled = SensorCursor(
@@ -145,6 +158,23 @@ def partition_requests(
     if deleted:
         requests.append(markdown_files.build_delete_request(deleted))
     return requests
+
+
+def _available_requests(budget: RateBudget | None, settings: Settings) -> int | None:
+    if budget is None:
+        return None
+    return budget.remaining - settings.reserve_for(budget.limit)
+
+
+def _budget_message(budget: RateBudget | None, settings: Settings, consequence: str) -> str:
+    assert budget is not None
+    reserve = settings.reserve_for(budget.limit)
+    reset = time.strftime("%H:%M:%S", time.gmtime(budget.reset_at))
+    return (
+        f"GitHub rate limit low: {budget.remaining} of {budget.limit} requests left, "
+        f"{reserve} kept in reserve, reset at {reset} UTC; {consequence}, the rest waits for "
+        "a later tick"
+    )
 
 
 def _settled(store: ContentStore, cursor: SensorCursor) -> bool:

@@ -22,6 +22,7 @@ DEFAULT_MAX_PATHS_PER_TICK = 2000
 DEFAULT_CONCURRENCY = 5
 DEFAULT_MAX_FILE_BYTES = 10 * 1024 * 1024
 DEFAULT_TARBALL_THRESHOLD = 50
+DEFAULT_MAX_RATE_LIMIT_WAIT_SECONDS = 15 * 60
 GITHUB_REPOSITORY_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
 
@@ -41,6 +42,10 @@ class Settings:
         concurrency: most GitHub requests one run has in flight at once.
         max_file_bytes: files larger than this are skipped with an outcome that says so.
         tarball_threshold: from this many files to fetch, one tarball replaces blob requests.
+        rate_limit_reserve: requests always left unspent; None means 50 or 10 % of the limit,
+            whichever is larger.
+        max_rate_limit_wait_seconds: longest wait for a rate-limit reset within a run; a
+            longer one ends the batch and defers the remaining files to the next sync.
     """
 
     repository: str = SAMPLE_REPOSITORY
@@ -54,6 +59,14 @@ class Settings:
     concurrency: int = DEFAULT_CONCURRENCY
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     tarball_threshold: int = DEFAULT_TARBALL_THRESHOLD
+    rate_limit_reserve: int | None = None
+    max_rate_limit_wait_seconds: int = DEFAULT_MAX_RATE_LIMIT_WAIT_SECONDS
+
+    def reserve_for(self, limit: int) -> int:
+        """Return how many requests of a ``limit``-sized budget a batch must leave unspent."""
+        if self.rate_limit_reserve is not None:
+            return self.rate_limit_reserve
+        return max(50, limit // 10)
 
     @property
     def is_github(self) -> bool:
@@ -89,6 +102,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         concurrency=_positive_int(env, "WRYTE_CONCURRENCY", DEFAULT_CONCURRENCY),
         max_file_bytes=_positive_int(env, "WRYTE_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES),
         tarball_threshold=_positive_int(env, "WRYTE_TARBALL_THRESHOLD", DEFAULT_TARBALL_THRESHOLD),
+        rate_limit_reserve=_optional_int(env, "WRYTE_RATE_LIMIT_RESERVE"),
+        max_rate_limit_wait_seconds=_positive_int(
+            env, "WRYTE_MAX_RATE_LIMIT_WAIT_SECONDS", DEFAULT_MAX_RATE_LIMIT_WAIT_SECONDS
+        ),
     )
 
 
@@ -109,6 +126,15 @@ def _check_repository(value: str) -> None:
 def _parse_patterns(raw: str) -> tuple[str, ...]:
     patterns = tuple(part.strip() for part in re.split(r"[,\n]", raw) if part.strip())
     return patterns or DEFAULT_PATH_PATTERNS
+
+
+def _optional_int(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise ConfigurationError(f"invalid {name} {raw!r}: set it to a whole number, 0 or more")
+    return int(raw)
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

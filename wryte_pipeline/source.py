@@ -73,6 +73,15 @@ class FetchedBlob:
     attempts: int = 1
 
 
+@dataclass(frozen=True)
+class RateBudget:
+    """GitHub's core rate limit as ``/rate_limit`` reports it."""
+
+    limit: int
+    remaining: int
+    reset_at: float
+
+
 class RepositorySource(Protocol):
     """Read access to one branch of one repository."""
 
@@ -90,6 +99,10 @@ class RepositorySource(Protocol):
 
     def resolve_head(self, etag: str | None = None) -> Head:
         """Return the branch head, or ``Head(None)`` when unchanged since ``etag``."""
+        ...
+
+    def rate_budget(self) -> RateBudget | None:
+        """Return the rate-limit budget, or None for a source without one."""
         ...
 
     def list_tree(self, commit_sha: str) -> list[TreeEntry]:
@@ -170,6 +183,10 @@ class LocalGitSource:
         if etag == commit:
             return Head(None, etag)
         return Head(commit, commit)
+
+    def rate_budget(self) -> None:
+        """Return None: a local repository has no rate limit."""
+        return None
 
     def list_tree(self, commit_sha: str) -> list[TreeEntry]:
         """List the commit's tree with one ``git ls-tree -r`` call."""

@@ -22,7 +22,8 @@ from sqlalchemy.engine import Connection, Engine
 
 logger = logging.getLogger(__name__)
 
-OUTCOME_STATUSES = ("succeeded", "failed", "deleted", "skipped")
+# "deferred": not attempted because the GitHub rate limit was spent; the next sync retries it.
+OUTCOME_STATUSES = ("succeeded", "failed", "deleted", "skipped", "deferred")
 
 metadata = sa.MetaData()
 
@@ -254,6 +255,16 @@ class ContentStore:
         query = sa.select(documents).where(documents.c.path.in_(wanted))
         with self.engine.connect() as connection:
             return {row["path"]: dict(row) for row in connection.execute(query).mappings()}
+
+    def finished_paths(self, batch_id: str) -> set[str]:
+        """Return the paths of a batch whose latest outcome needs no further attempt."""
+        rows = self.outcomes(batch_id)
+        latest = {row["path"]: row for row in rows}
+        return {
+            path
+            for path, row in latest.items()
+            if row["status"] != "deferred" and not (row["status"] == "failed" and row["retryable"])
+        }
 
     def outcomes(self, batch_id: str) -> list[dict[str, Any]]:
         """Return the outcome rows of a batch in insertion order."""

@@ -16,7 +16,12 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from wryte_pipeline.errors import DocumentError, SkippedDocumentError, SourceError
+from wryte_pipeline.errors import (
+    DocumentError,
+    RateLimitExhaustedError,
+    SkippedDocumentError,
+    SourceError,
+)
 from wryte_pipeline.front_matter import ParsedDocument, parse_document
 from wryte_pipeline.plan import PlannedItem
 from wryte_pipeline.source import FetchedBlob, RepositorySource, TreeEntry
@@ -37,6 +42,7 @@ class FileOutcome:
     attempts: int = 1
     retryable: bool = False
     error: str | None = None
+    reset_at: float | None = None
 
     def to_row(self, batch_id: str) -> dict[str, Any]:
         """Return the ``sync_outcomes`` row for this outcome."""
@@ -88,9 +94,18 @@ class BatchApplier:
         self._pending: list[_Change] = []
 
     def apply(self, items: Sequence[PlannedItem]) -> None:
-        """Process every item; each file ends with exactly one outcome row."""
+        """Process every item not yet finished in this batch, one outcome row per file.
+
+        Items that already have a final outcome in this batch are left alone, so applying an
+        interrupted batch again resumes it.
+        """
+        finished = self.store.finished_paths(self.batch_id)
+        if finished:
+            logger.info("resuming batch %s: %d files already done", self.batch_id, len(finished))
         to_fetch: list[PlannedItem] = []
         for item in items:
+            if item.path in finished:
+                continue
             if item.action == "delete":
                 self._add(FileOutcome(item.path, "deleted"), delete=item.path)
             elif item.action == "skip":
@@ -119,6 +134,14 @@ class BatchApplier:
                 )
 
     def _store_blob(self, item: PlannedItem, blob: FetchedBlob) -> None:
+        if isinstance(blob.error, RateLimitExhaustedError):
+            self.rate_limit = blob.error
+            message = f"{item.path}: deferred, {blob.error}"
+            outcome = FileOutcome(
+                item.path, "deferred", item.sha, blob.attempts, True, message, blob.error.reset_at
+            )
+            self._add(outcome)
+            return
         if blob.data is None:
             error = str(blob.error) if blob.error else "fetch failed"
             outcome = FileOutcome(item.path, "failed", item.sha, blob.attempts, True, error)

@@ -72,7 +72,7 @@ def test_store_outcomes_are_rows(store):
     store.insert_outcomes([outcome(batch.id, "a.md"), outcome(batch.id, "b.md", "failed")])
     store.insert_outcomes([outcome(batch.id, "c.md", "deleted")])
     counts = store.outcome_counts(batch.id)
-    assert counts == {"succeeded": 1, "failed": 1, "deleted": 1, "skipped": 0}
+    assert counts == {"succeeded": 1, "failed": 1, "deleted": 1, "skipped": 0, "deferred": 0}
     assert [row["path"] for row in store.outcomes(batch.id)] == ["a.md", "b.md", "c.md"]
 
 
