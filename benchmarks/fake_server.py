@@ -94,7 +94,7 @@ class FakeGitHubProcess:
                 stdout=subprocess.PIPE,
                 stderr=log,
             )
-        url = _read_first_line(self._process, START_TIMEOUT_SECONDS)
+        url = _read_first_line(self._process, START_TIMEOUT_SECONDS, self.log_path)
         if not LOOPBACK_URL.match(url):
             self.stop()
             raise BenchmarkError(
@@ -149,7 +149,9 @@ class FakeGitHubProcess:
         return payload
 
 
-def _read_first_line(process: subprocess.Popen[bytes], timeout_seconds: float) -> str:
+def _read_first_line(
+    process: subprocess.Popen[bytes], timeout_seconds: float, log_path: Path
+) -> str:
     stdout = process.stdout
     assert stdout is not None
     lines: list[bytes] = []
@@ -161,6 +163,6 @@ def _read_first_line(process: subprocess.Popen[bytes], timeout_seconds: float) -
         process.wait()
         raise BenchmarkError(
             f"fake GitHub printed no URL within {timeout_seconds} s (exit status "
-            f"{process.returncode}); see its log"
+            f"{process.returncode}); see {log_path}"
         )
     return lines[0].decode().strip()

@@ -78,6 +78,11 @@ class GitHubSource:
         """Count the requests made so far that cost rate limit (304 answers cost none)."""
         return self._requests_used
 
+    @property
+    def current_concurrency(self) -> int:
+        """Return how many requests may be in flight now; secondary limits lower it."""
+        return self._limiter.limit
+
     def check_access(self) -> None:
         """Fetch the repository once, so a bad token or name stops before any work."""
         status, body = self._request(f"/repos/{self.name}")

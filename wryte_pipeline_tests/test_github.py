@@ -1,6 +1,10 @@
 import pytest
 
-from wryte_pipeline.errors import AuthenticationError, RepositoryNotFoundError
+from wryte_pipeline.errors import (
+    AuthenticationError,
+    RateLimitExhaustedError,
+    RepositoryNotFoundError,
+)
 from wryte_pipeline.github import GitHubSource
 from wryte_pipeline.source import git_blob_sha
 from wryte_pipeline_tests.corpora import ls_tree, make_repo
@@ -103,7 +107,7 @@ def test_github_tarball_above_threshold(served):
 
 def test_github_retries_server_errors(served):
     fake, _repo, head = served
-    source = source_for(fake, tarball_threshold=1000)
+    source = source_for(fake, tarball_threshold=1000, concurrency=1)
     entries = [e for e in source.list_tree(head) if e.skip_reason is None]
     fake.set_faults(error_rate=0.5, seed=3)
     blobs = list(source.fetch_blobs(entries, head))
@@ -116,16 +120,32 @@ def test_github_retries_server_errors(served):
             assert "502" in str(blob.error)
 
 
-def test_github_honours_retry_after(served):
+def test_github_spent_limit_stops_without_sleep(served):
     fake, _repo, head = served
     waits: list[float] = []
     source = GitHubSource(
-        "octo/docs", api_url=fake.url, tarball_threshold=1000, sleep=waits.append
+        "octo/docs", api_url=fake.url, tarball_threshold=1000, concurrency=1, sleep=waits.append
     )
-    entries = [e for e in source.list_tree(head) if e.skip_reason is None][:1]
+    entries = [e for e in source.list_tree(head) if e.skip_reason is None]
     fake.set_faults(primary_limit=0, primary_window_seconds=1000)
     blobs = list(source.fetch_blobs(entries, head))
-    assert blobs[0].data is None
-    assert "rate limit" in str(blobs[0].error)
+    assert waits == []
+    assert all(isinstance(blob.error, RateLimitExhaustedError) for blob in blobs)
+    assert blobs[0].error.retry_after_seconds > 900
+    assert fake.stats.rate_limited == 1
+
+
+def test_github_secondary_limit_slows_down(served):
+    fake, _repo, head = served
+    waits: list[float] = []
+    source = GitHubSource(
+        "octo/docs", api_url=fake.url, tarball_threshold=1000, concurrency=4, sleep=waits.append
+    )
+    entries = [e for e in source.list_tree(head) if e.skip_reason is None]
+    fake.set_faults(secondary_limit_concurrency=1, secondary_retry_after=2, latency_seconds=0.05)
+    blobs = list(source.fetch_blobs(entries * 3, head))
+    assert fake.stats.rate_limited > 0
     assert waits
-    assert all(wait <= 60 for wait in waits)
+    assert min(waits) >= 2
+    assert source.current_concurrency < 4
+    assert sum(blob.data is not None for blob in blobs) >= len(blobs) - 1
