@@ -88,9 +88,7 @@ def list_markdown_paths(client: Github, full_name: str, ref: str) -> tuple[Repos
     return repo, sorted(paths)
 
 
-def sync_file(
-    repo: Repository, path: str, ref: str, table: DocumentTable, deadline: float
-) -> str:
+def sync_file(repo: Repository, path: str, ref: str, table: DocumentTable, deadline: float) -> str:
     """Fetch one file through the contents API and insert it; return the outcome name."""
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
@@ -124,7 +122,9 @@ def run_sequential(args: argparse.Namespace) -> dict[str, Any]:
     repo, paths = list_markdown_paths(client, args.repo, args.ref)
     listed = time.monotonic()
     sample = choose_sample(paths, args.sample)
-    outcomes = Counter(sync_file(repo, path, args.ref, table, deadline=float("inf")) for path in sample)
+    outcomes = Counter(
+        sync_file(repo, path, args.ref, table, deadline=float("inf")) for path in sample
+    )
     finished = time.monotonic()
     table.close()
     return _summary(paths, sample, outcomes, listed - start, finished - listed)

@@ -7,6 +7,7 @@ process that lives for less than one interval can be missed, so the peak is a lo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -80,11 +81,14 @@ def run_measured(
         try:
             returncode = process.wait(timeout=timeout_seconds)
         except subprocess.TimeoutExpired as error:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            _kill_group(process)
             raise BenchmarkError(
                 f"{' '.join(command)!r} ran longer than {timeout_seconds:.0f} s and was killed"
             ) from error
+        except BaseException:
+            # An interrupted benchmark must not leave the command running in its own session.
+            _kill_group(process)
+            raise
         finally:
             wall_seconds = time.monotonic() - start
             sampler.stop()
@@ -135,6 +139,12 @@ class _TreeSampler:
                 if self.probe():
                     self.probe_seconds = time.monotonic() - self.start_time
             self._stop.wait(SAMPLE_INTERVAL_SECONDS)
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def _descendants(root_pid: int) -> list[int]:

@@ -155,8 +155,7 @@ def _idle_checks(results: Sequence[Result], pipeline: str) -> list[Check]:
         return []
     return [
         Check(
-            f"idle tick, {CONTENDER_LABELS[pipeline]}: no request counted against the "
-            "rate limit",
+            f"idle tick, {CONTENDER_LABELS[pipeline]}: no request counted against the rate limit",
             f"{idle.counted:.0f} counted, {idle.rate_limited:.0f} rate-limited, "
             f"{idle.requests:.0f} sent",
             idle.counted == 0 and idle.rate_limited == 0,

@@ -16,6 +16,7 @@ from typing import Any
 import dagster as dg
 
 from wryte_pipeline.errors import TransientSourceError, WryteError
+from wryte_pipeline.locks import LeaseHeldError, hold_lease, lease_key
 from wryte_pipeline.partitions import (
     PARTITIONS_NAME,
     markdown_files,
@@ -36,6 +37,10 @@ warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.Bet
 
 # Transient failures (5xx, resets, rate limits) get three attempts: 1.5 s, then 3 s between.
 DOCUMENT_RETRY_POLICY = dg.RetryPolicy(max_retries=2, delay=1.5, backoff=dg.Backoff.EXPONENTIAL)
+
+# A batch step that fails as a whole (lost database connection, tree request failed) is
+# retried the same way; the retry resumes the batch, skipping files already done.
+BATCH_RETRY_POLICY = dg.RetryPolicy(max_retries=2, delay=1.5, backoff=dg.Backoff.EXPONENTIAL)
 
 
 @dg.asset(
@@ -74,7 +79,12 @@ def markdown_document(
     )
 
 
-@dg.asset(deps=[markdown_document], group_name="content", kinds={"sql"})
+@dg.asset(
+    deps=[markdown_document],
+    retry_policy=BATCH_RETRY_POLICY,
+    group_name="content",
+    kinds={"sql"},
+)
 def content_table(
     context: dg.AssetExecutionContext, wryte: WryteResource
 ) -> dg.MaterializeResult[None]:
@@ -192,17 +202,24 @@ def _apply(
         if log_partitions:
             _log_partition_event(context, outcome)
 
-    applier = BatchApplier(
-        batch_id=batch.id,
-        commit_sha=batch.head_commit,
-        source=source,
-        store=store,
-        max_file_bytes=wryte.settings().max_file_bytes,
-        on_outcome=record,
-    )
-    spent_before = source.requests_used
-    applier.apply([PlannedItem.from_json(item) for item in batch.items])
-    store.finish_batch(batch.id, source.requests_used - spent_before)
+    settings = wryte.settings()
+    lease_name = lease_key(settings.repository, settings.branch)
+    try:
+        with hold_lease(store, lease_name, context.run_id, settings.lock_wait_seconds) as lease:
+            applier = BatchApplier(
+                batch_id=batch.id,
+                commit_sha=batch.head_commit,
+                source=source,
+                store=store,
+                max_file_bytes=settings.max_file_bytes,
+                on_outcome=record,
+                on_chunk=lease.renew,
+            )
+            spent_before = source.requests_used
+            applier.apply([PlannedItem.from_json(item) for item in batch.items])
+            store.finish_batch(batch.id, source.requests_used - spent_before)
+    except LeaseHeldError as error:
+        raise dg.Failure(str(error), allow_retries=False) from error
     return outcomes
 
 

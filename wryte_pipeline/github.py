@@ -206,7 +206,7 @@ class GitHubSource:
             tarfile.open(fileobj=response.raw, mode="r|gz") as archive,
         ):
             for member in archive:
-                path = _member_path(member)
+                path = safe_member_path(member)
                 entry = wanted.get(path) if path is not None else None
                 if path is None or entry is None or not member.isfile():
                     continue
@@ -407,7 +407,7 @@ def _entries_from_tree(items: list[dict[str, Any]], prefix: str) -> list[TreeEnt
     ]
 
 
-def _member_path(member: tarfile.TarInfo) -> str | None:
+def safe_member_path(member: tarfile.TarInfo) -> str | None:
     """Strip the archive's top folder; reject names that are absolute or climb with ``..``."""
     name = member.name
     if name.startswith("/") or "\\" in name:

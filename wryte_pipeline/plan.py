@@ -6,7 +6,8 @@ tests need neither Dagster nor a server.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -152,3 +153,15 @@ def fit_budget(plan: Plan, available_requests: int, tarball_threshold: int) -> P
     ]
     dropped = len(plan.items) - len(items)
     return Plan(items, plan.pending + dropped, plan.unchanged)
+
+
+def find_path_twins(paths: Iterable[str]) -> list[list[str]]:
+    """Group paths that differ only in Unicode normalization or letter case.
+
+    Git keeps them apart and so does the content table, but a case-insensitive file system or
+    a URL router may not, so they deserve a warning. Each group is sorted; groups are sorted.
+    """
+    groups: dict[str, list[str]] = {}
+    for path in paths:
+        groups.setdefault(unicodedata.normalize("NFC", path).casefold(), []).append(path)
+    return sorted(sorted(group) for group in groups.values() if len(group) > 1)

@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass
 import dagster as dg
 
 from wryte_pipeline.assets import BATCH_TAG, content_table
+from wryte_pipeline.locks import LEASE_SECONDS, LeaseHolder, SyncLease, lease_key
 from wryte_pipeline.partitions import PARTITIONS_NAME, markdown_files, partition_key_for_path
-from wryte_pipeline.plan import Plan, PlannedItem, fit_budget, plan_sync
+from wryte_pipeline.plan import Plan, PlannedItem, find_path_twins, fit_budget, plan_sync
 from wryte_pipeline.resources import WryteResource
 from wryte_pipeline.settings import Settings
 from wryte_pipeline.source import RateBudget, RepositorySource
@@ -80,10 +81,10 @@ def repository_sensor(
 ) -> dg.SensorResult | dg.SkipReason:
     """Request a sync run for the paths that changed since the content table was written."""
     cursor = SensorCursor.parse(context.cursor)
-    if cursor.batch_id and _run_in_flight(context.instance, cursor.batch_id):
+    store = wryte.open_store()
+    if cursor.batch_id and _run_in_flight(context, store, wryte.settings(), cursor.batch_id):
         return dg.SkipReason(f"batch {cursor.batch_id} is still running")
 
-    store = wryte.open_store()
     source = wryte.open_source()
     source.branch = source.branch or cursor.branch
     etag = cursor.etag if _settled(store, cursor) else None
@@ -97,8 +98,10 @@ def repository_sensor(
     if available is not None and available < 2:
         return dg.SkipReason(_budget_message(budget, settings, "no tree listed"))
 
+    entries = source.list_tree(head.commit_sha)
+    _warn_about_twins(context, [entry.path for entry in entries])
     plan = plan_sync(
-        source.list_tree(head.commit_sha),
+        entries,
         store.stored_blobs(),
         store.settled_blobs(),
         settings.path_patterns,
@@ -160,6 +163,18 @@ def partition_requests(
     return requests
 
 
+def _warn_about_twins(context: dg.SensorEvaluationContext, paths: list[str]) -> None:
+    twins = find_path_twins(paths)
+    if twins:
+        listed = "; ".join(" and ".join(repr(path) for path in group) for group in twins[:20])
+        context.log.warning(
+            "%d groups of paths differ only in case or Unicode form, each stored under its "
+            "exact path: %s",
+            len(twins),
+            listed,
+        )
+
+
 def _available_requests(budget: RateBudget | None, settings: Settings) -> int | None:
     if budget is None:
         return None
@@ -187,9 +202,45 @@ def _settled(store: ContentStore, cursor: SensorCursor) -> bool:
     return store.retryable_failures(batch.id) == 0
 
 
-def _run_in_flight(instance: dg.DagsterInstance, batch_id: str) -> bool:
+def _run_in_flight(
+    context: dg.SensorEvaluationContext, store: ContentStore, settings: Settings, batch_id: str
+) -> bool:
+    """Tell whether the batch's run is still queued or working.
+
+    A run whose worker died (``kill -9``, a lost machine) stays STARTED in Dagster. When its
+    batch is unfinished and no live lease belongs to it, the run is reported failed, so the
+    next tick plans the remaining work instead of waiting for run monitoring.
+    """
+    instance = context.instance
     runs = instance.get_runs(filters=dg.RunsFilter(tags={BATCH_TAG: batch_id}), limit=5)
-    return any(run.status not in _FINISHED_STATUSES for run in runs)
+    in_flight = [run for run in runs if run.status not in _FINISHED_STATUSES]
+    if not in_flight:
+        return False
+    batch = store.get_batch(batch_id)
+    lease = SyncLease(store, lease_key(settings.repository, settings.branch), owner="")
+    for run in in_flight:
+        if _worker_is_dead(instance, run, batch, lease.holder()):
+            message = f"run {run.run_id} of batch {batch_id} lost its worker; reported failed"
+            context.log.warning(message)
+            instance.report_run_failed(run, message)
+        else:
+            return True
+    return False
+
+
+def _worker_is_dead(
+    instance: dg.DagsterInstance,
+    run: dg.DagsterRun,
+    batch: Batch | None,
+    holder: LeaseHolder | None,
+) -> bool:
+    if run.status != dg.DagsterRunStatus.STARTED or batch is None or batch.finished_at:
+        return False
+    if holder is not None and holder.owner == run.run_id:
+        return holder.is_dead()
+    record = instance.get_run_record_by_id(run.run_id)
+    started = record.start_time if record else None
+    return started is not None and time.time() - started > LEASE_SECONDS
 
 
 def _create_batch(

@@ -23,6 +23,7 @@ DEFAULT_CONCURRENCY = 5
 DEFAULT_MAX_FILE_BYTES = 10 * 1024 * 1024
 DEFAULT_TARBALL_THRESHOLD = 50
 DEFAULT_MAX_RATE_LIMIT_WAIT_SECONDS = 15 * 60
+DEFAULT_LOCK_WAIT_SECONDS = 60
 GITHUB_REPOSITORY_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
 
@@ -46,6 +47,8 @@ class Settings:
             whichever is larger.
         max_rate_limit_wait_seconds: longest wait for a rate-limit reset within a run; a
             longer one ends the batch and defers the remaining files to the next sync.
+        lock_wait_seconds: how long a run waits for another sync of the same repository to
+            finish before it stops without writing.
     """
 
     repository: str = SAMPLE_REPOSITORY
@@ -61,6 +64,7 @@ class Settings:
     tarball_threshold: int = DEFAULT_TARBALL_THRESHOLD
     rate_limit_reserve: int | None = None
     max_rate_limit_wait_seconds: int = DEFAULT_MAX_RATE_LIMIT_WAIT_SECONDS
+    lock_wait_seconds: int = DEFAULT_LOCK_WAIT_SECONDS
 
     def reserve_for(self, limit: int) -> int:
         """Return how many requests of a ``limit``-sized budget a batch must leave unspent."""
@@ -106,6 +110,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_rate_limit_wait_seconds=_positive_int(
             env, "WRYTE_MAX_RATE_LIMIT_WAIT_SECONDS", DEFAULT_MAX_RATE_LIMIT_WAIT_SECONDS
         ),
+        lock_wait_seconds=_optional_int(env, "WRYTE_LOCK_WAIT_SECONDS")
+        or DEFAULT_LOCK_WAIT_SECONDS,
     )
 
 
@@ -135,6 +141,11 @@ def _optional_int(env: Mapping[str, str], name: str) -> int | None:
     if not raw.isdigit():
         raise ConfigurationError(f"invalid {name} {raw!r}: set it to a whole number, 0 or more")
     return int(raw)
+
+
+def _int_or_default(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _optional_int(env, name)
+    return default if value is None else value
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

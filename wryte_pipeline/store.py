@@ -79,6 +79,17 @@ sync_outcomes = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+sync_leases = sa.Table(
+    "sync_leases",
+    metadata,
+    sa.Column("source", sa.Text, primary_key=True),
+    sa.Column("owner", sa.Text, nullable=False),
+    sa.Column("host", sa.Text, nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 sync_cursors = sa.Table(
     "sync_cursors",
     metadata,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, tzinfo
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 
 from wryte_pipeline.errors import (
     DocumentError,
@@ -30,6 +30,10 @@ from wryte_pipeline.store import ContentStore, utc_now
 logger = logging.getLogger(__name__)
 
 WRITE_CHUNK_SIZE = 200
+
+# Errors caused by one row's content. A lost connection is not among them: it fails the
+# step, which is retried and resumes the batch, instead of failing every file.
+ROW_ERRORS = (DataError, IntegrityError, ProgrammingError)
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ class BatchApplier:
         max_file_bytes: int,
         site_timezone: tzinfo = UTC,
         on_outcome: OutcomeCallback | None = None,
+        on_chunk: Callable[[], None] | None = None,
     ) -> None:
         """Bind the batch to its source, store and per-file callback."""
         self.batch_id = batch_id
@@ -91,6 +96,7 @@ class BatchApplier:
         self.max_file_bytes = max_file_bytes
         self.site_timezone = site_timezone
         self.on_outcome = on_outcome
+        self.on_chunk = on_chunk
         self._pending: list[_Change] = []
 
     def apply(self, items: Sequence[PlannedItem]) -> None:
@@ -205,15 +211,17 @@ class BatchApplier:
             return
         try:
             self._write(changes)
-        except SQLAlchemyError as error:
+        except ROW_ERRORS as error:
             logger.warning(
                 "bulk write of %d rows failed (%s); writing one by one",
                 len(changes),
                 error.__class__.__name__,
             )
             self._write_one_by_one(changes)
-            return
-        self._notify([change.outcome for change in changes])
+        else:
+            self._notify([change.outcome for change in changes])
+        if self.on_chunk is not None:
+            self.on_chunk()
 
     def _write(self, changes: Sequence[_Change]) -> None:
         upserts = [change.upsert for change in changes if change.upsert is not None]
@@ -225,7 +233,7 @@ class BatchApplier:
         for change in changes:
             try:
                 self._write([change])
-            except SQLAlchemyError as error:
+            except ROW_ERRORS as error:
                 outcome = change.outcome
                 failed = FileOutcome(
                     outcome.path,

@@ -36,7 +36,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def postgres_url() -> Iterator[str]:
     """Yield a URL whose connections use a fresh schema, dropped after the test."""
     schema = f"wryte_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(POSTGRES_ADMIN_URL)
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, pool_pre_ping=True)
     try:
         with admin.begin() as connection:
             connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))

@@ -109,3 +109,13 @@ def test_patterns_match_nested_and_root():
     assert matches_patterns("docs/a.md", ("docs/*.md",))
     assert not matches_patterns("docs/x/a.md", ("docs/*.md",))
     assert matches_patterns("content/posts/2024/a.md", ("content/**",))
+
+
+def test_path_twins_found():
+    from wryte_pipeline.plan import find_path_twins
+
+    paths = ["notes/caf\u00e9.md", "notes/cafe\u0301.md", "Readme.md", "README.md", "other.md"]
+    assert find_path_twins(paths) == [
+        ["README.md", "Readme.md"],
+        ["notes/cafe\u0301.md", "notes/caf\u00e9.md"],
+    ]

@@ -172,3 +172,39 @@ def test_sensor_bad_token_stops_tick(instance, repo, tmp_path, monkeypatch):
             tick(instance, resource)
         assert fake.stats.blobs == 0
     assert instance.get_dynamic_partitions(PARTITIONS_NAME) == []
+
+
+def test_sensor_fails_run_of_dead_worker(instance, repo, tmp_path):
+    import subprocess
+    import sys
+
+    import sqlalchemy as sa
+
+    from wryte_pipeline.locks import SyncLease, lease_key
+    from wryte_pipeline.store import sync_leases
+
+    resource = local_resource(repo, tmp_path)
+    first = tick(instance, resource)
+    batch_id = first.run_requests[0].tags[BATCH_TAG]
+    run = instance.create_run_for_job(
+        defs.resolve_job_def("sync_job"),
+        tags={BATCH_TAG: batch_id},
+        status=dg.DagsterRunStatus.STARTED,
+    )
+    store = ContentStore(resource.settings().resolved_database_url)
+    settings = resource.settings()
+    SyncLease(store, lease_key(settings.repository, settings.branch), run.run_id).acquire(0)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    with store.engine.begin() as connection:
+        connection.execute(sa.update(sync_leases).values(pid=int(dead.stdout)))
+
+    second = tick(instance, resource, first.cursor)
+
+    assert isinstance(second, dg.SensorResult)
+    assert len(second.run_requests) == 1
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE

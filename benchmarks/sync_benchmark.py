@@ -1,0 +1,212 @@
+"""Benchmark Wryte Pipeline against naive GitHub syncs and a floor without Dagster.
+
+Run from the project root: ``.venv/bin/python -m benchmarks.sync_benchmark``. It serves the
+shared corpora through the project's fake GitHub server (100 ms latency per API request,
+secondary rate limit at 20 requests in flight with ``Retry-After: 1``) and prints Markdown
+tables: results, targets met or not, and the per-run and per-file costs behind the run shape.
+
+Contenders: the naive sequential loop (PyGithub contents API, one INSERT per file), the naive
+flood (every file at once), the pipeline through ``python -m wryte_pipeline sync`` with SQLite
+and with PostgreSQL instance storage, and the floor (one tarball, parse, one bulk insert).
+PostgreSQL must listen on 127.0.0.1:5432 with trust auth for ``postgres`` unless
+``--instance-storage sqlite`` is given. A full run takes about 15 minutes on 2 cores, most of it
+the sequential loop; ``--quick`` samples that loop and extrapolates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import sys
+import tempfile
+from collections.abc import Sequence
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+from benchmarks.fake_server import FakeGitHubProcess
+from benchmarks.pipeline_runs import INSTANCE_STORAGES, postgres_databases
+from benchmarks.repos import CORPORA, HUGO_CORPUS, build_synthetic_repo, clone, markdown_blobs
+from benchmarks.results import Result, render_results
+from benchmarks.run_shape import render_run_shape
+from benchmarks.targets import evaluate, render_checks
+from benchmarks.workloads import (
+    HUGO_REPO,
+    HUGO_STATE_WORKLOADS,
+    SYNTHETIC_REPO,
+    WORKLOADS,
+    Benchmark,
+    Options,
+    ServedRepository,
+)
+from wryte_pipeline_tests.corpora import run_git
+
+LATENCY_SECONDS = 0.1
+SECONDARY_LIMIT_CONCURRENCY = 20
+SECONDARY_RETRY_AFTER_SECONDS = 1
+SYNTHETIC_FILES = 10_000
+QUICK_SAMPLE_FILES = 100
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark, print the report, and write it to ``--output`` if given."""
+    args = _parse_args(argv)
+    started = datetime.now(UTC)
+    storages = INSTANCE_STORAGES if args.instance_storage == "both" else (args.instance_storage,)
+    options = Options(
+        workloads=args.workloads,
+        storages=storages,
+        sample=args.sample if args.quick else None,
+    )
+    with tempfile.TemporaryDirectory(prefix="wryte-bench-") as folder:
+        results = run_benchmark(options, Path(folder), args.synthetic_files)
+    command = shlex.join(["python", "-m", "benchmarks.sync_benchmark", *(argv or sys.argv[1:])])
+    report = render_report(results, started, command)
+    print(report)
+    if args.output is not None:
+        args.output.write_text(report + "\n")
+    return 0
+
+
+def run_benchmark(options: Options, workdir: Path, synthetic_files: int) -> list[Result]:
+    """Prepare the repositories, start the fake server, and run every chosen workload."""
+    repositories = prepare_repositories(options.workloads, workdir, synthetic_files)
+    served = {name: repository.work_tree for name, repository in repositories.items()}
+    with ExitStack() as stack:
+        server = stack.enter_context(FakeGitHubProcess(served, workdir / "fake-github.log"))
+        server.set_faults(
+            latency_seconds=LATENCY_SECONDS,
+            secondary_limit_concurrency=SECONDARY_LIMIT_CONCURRENCY,
+            secondary_retry_after=SECONDARY_RETRY_AFTER_SECONDS,
+        )
+        databases = None
+        if "postgres" in options.storages:
+            databases = stack.enter_context(postgres_databases())
+        benchmark = Benchmark(options, workdir, server, repositories, databases)
+        return benchmark.run()
+
+
+def prepare_repositories(
+    workloads: Sequence[str], workdir: Path, synthetic_files: int
+) -> dict[str, ServedRepository]:
+    """Clone hugo-docs and build the synthetic repository, as the workloads need them."""
+    repositories: dict[str, ServedRepository] = {}
+    if any(workload in workloads for workload in ("hugo-cold", *HUGO_STATE_WORKLOADS)):
+        work_tree = clone(HUGO_CORPUS, workdir / "served")
+        repositories[HUGO_REPO] = _served(HUGO_REPO, work_tree)
+    if "synthetic-cold" in workloads:
+        sources = [clone(corpus, workdir / "sources") for corpus in CORPORA]
+        work_tree = workdir / "served" / "synthetic"
+        build_synthetic_repo(work_tree, sources, synthetic_files)
+        repositories[SYNTHETIC_REPO] = _served(SYNTHETIC_REPO, work_tree)
+    return repositories
+
+
+def render_report(results: Sequence[Result], started: datetime, command: str) -> str:
+    """Render the run's settings, results, targets and run-shape costs as Markdown."""
+    sections = [
+        f"Run {started:%Y-%m-%d %H:%M} UTC on {describe_machine()}.",
+        f"Command: `{command}`",
+        f"Fake GitHub: {LATENCY_SECONDS * 1000:.0f} ms latency per API request, secondary "
+        f"rate limit above {SECONDARY_LIMIT_CONCURRENCY} requests in flight "
+        f"(403, Retry-After {SECONDARY_RETRY_AFTER_SECONDS} s), primary limit 5,000 an hour "
+        "refilled before each contender.",
+        "### Results",
+        render_results(results),
+        "### Targets",
+        render_checks(evaluate(results)),
+        "### Cost of a run and of a file",
+        render_run_shape(results),
+    ]
+    return "\n\n".join(sections)
+
+
+def describe_machine() -> str:
+    """Return cores, CPU model, memory and the versions that shape the figures."""
+    model = _cpuinfo_field("model name") or platform.machine()
+    memory_gib = _meminfo_kib("MemTotal") / 1024**2
+    versions = ", ".join(
+        f"{package} {metadata.version(package)}"
+        for package in ("dagster", "dagster-postgres", "PyGithub", "SQLAlchemy")
+    )
+    return (
+        f"{os.cpu_count()} cores ({model}), {memory_gib:.0f} GiB memory, "
+        f"Python {platform.python_version()}, {versions}"
+    )
+
+
+def _served(full_name: str, work_tree: Path) -> ServedRepository:
+    head = run_git(work_tree, "rev-parse", "HEAD").decode().strip()
+    return ServedRepository(full_name, work_tree, head, len(markdown_blobs(work_tree, head)))
+
+
+def _cpuinfo_field(name: str) -> str | None:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == name:
+            return value.strip()
+    return None
+
+
+def _meminfo_kib(name: str) -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key == name:
+            return int(value.split()[0])
+    return 0
+
+
+def _workload_list(text: str) -> list[str]:
+    chosen = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in WORKLOADS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(
+            f"invalid workloads {text!r}: choose from {', '.join(WORKLOADS)}"
+        )
+    return chosen
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.sync_benchmark",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--workloads",
+        type=_workload_list,
+        default=list(WORKLOADS),
+        help=f"comma-separated workloads to run (default: all of {','.join(WORKLOADS)})",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="sync only a sample of files in the sequential loop and extrapolate its figures",
+    )
+    parser.add_argument(
+        "--sample",
+        type=int,
+        default=QUICK_SAMPLE_FILES,
+        help=f"files in the --quick sample (default {QUICK_SAMPLE_FILES})",
+    )
+    parser.add_argument(
+        "--instance-storage",
+        choices=(*INSTANCE_STORAGES, "both"),
+        default="both",
+        help="Dagster instance storage for the pipeline runs (default: both)",
+    )
+    parser.add_argument(
+        "--synthetic-files",
+        type=int,
+        default=SYNTHETIC_FILES,
+        help=f"files in the synthetic repository (default {SYNTHETIC_FILES})",
+    )
+    parser.add_argument("--output", type=Path, help="also write the Markdown report to this file")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
