@@ -62,7 +62,9 @@ def test_lease_renew_extends_expiry(store):
 
 
 def test_lease_separate_per_repository(store):
-    with hold_lease(store, "octo/blog@main", "run-1", 0):
-        with hold_lease(store, "octo/docs@main", "run-2", 0):
-            pass
+    with (
+        hold_lease(store, "octo/blog@main", "run-1", 0),
+        hold_lease(store, "octo/docs@main", "run-2", 0),
+    ):
+        pass
     assert SyncLease(store, "octo/blog@main", "x").holder() is None
