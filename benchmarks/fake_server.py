@@ -25,6 +25,8 @@ START_TIMEOUT_SECONDS = 30
 CONTROL_TIMEOUT_SECONDS = 10
 STOP_TIMEOUT_SECONDS = 10
 LOOPBACK_URL = re.compile(r"^http://127\.0\.0\.1:\d+$")
+# /repos/OWNER/NAME/git/trees/SHA -> "trees"; /repos/OWNER/NAME/branches/main -> "branches".
+_REPO_ENDPOINT = re.compile(r"^/repos/[^/]+/[^/]+(?:/(?:git/)?([a-z_]+))?")
 # GitHub's primary limit for an authenticated user: 5,000 requests an hour.
 PRIMARY_LIMIT = 5000
 
@@ -130,9 +132,12 @@ class FakeGitHubProcess:
         self._control("POST", "/_fake/stats/reset", {})
         self.set_faults(primary_limit=PRIMARY_LIMIT)
 
-    def stats(self) -> dict[str, Any]:
-        """Return the server's counters since the last round started."""
-        return self._control("GET", "/_fake/stats", None)
+    def stats(self, include_log: bool = False) -> dict[str, Any]:
+        """Return the server's counters since the last round started, optionally with its log.
+
+        The log lists (method, path, status) of every API request and archive download.
+        """
+        return self._control("GET", "/_fake/stats?log=1" if include_log else "/_fake/stats", None)
 
     def _control(self, method: str, path: str, body: object | None) -> dict[str, Any]:
         if not self.url:
@@ -147,6 +152,26 @@ class FakeGitHubProcess:
         with _OPENER.open(request, timeout=CONTROL_TIMEOUT_SECONDS) as response:
             payload: dict[str, Any] = json.loads(response.read())
         return payload
+
+
+def requests_by_endpoint(log: list[list[Any]]) -> dict[str, int]:
+    """Count logged requests by GitHub endpoint, such as ``branch``, ``tree`` or ``blob``."""
+    counts: dict[str, int] = {}
+    for _method, path, _status in log:
+        endpoint = _endpoint(str(path))
+        counts[endpoint] = counts.get(endpoint, 0) + 1
+    return counts
+
+
+def _endpoint(path: str) -> str:
+    if path.startswith("/_codeload/"):
+        return "archive download"
+    if path == "/rate_limit":
+        return "rate_limit"
+    match = _REPO_ENDPOINT.match(path)
+    if match is None:
+        return path
+    return match.group(1) or "repository"
 
 
 def _read_first_line(

@@ -24,10 +24,13 @@ POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 INSTANCE_STORAGES = ("sqlite", "postgres")
 SYNC_COMMAND = (sys.executable, "-m", "wryte_pipeline", "sync")
 _SQLITE_INSTANCE_CONFIG = "telemetry:\n  enabled: false\n"
+# psycopg2, not psycopg 3: dagster-postgres 0.29.27 sends `NOTIFY run_events, %(notify_id)s`
+# after each event, and psycopg 3 binds that parameter on the server, where NOTIFY rejects it
+# ("syntax error at or near $1"), so every run fails.
 _POSTGRES_INSTANCE_CONFIG = """\
 storage:
   postgres:
-    postgres_url: "postgresql+psycopg://postgres@127.0.0.1:5432/{database}"
+    postgres_url: "postgresql+psycopg2://postgres@127.0.0.1:5432/{database}"
 telemetry:
   enabled: false
 """

@@ -72,6 +72,16 @@ def find(results: Sequence[Result], workload: str, contender: str) -> Result | N
     return None
 
 
+def median_result(results: Sequence[Result]) -> Result:
+    """Return the result with the median wall time; with several, its note lists them all."""
+    ordered = sorted(results, key=lambda result: result.wall_seconds)
+    chosen = ordered[(len(ordered) - 1) // 2]
+    if len(results) > 1:
+        walls = ", ".join(f"{result.wall_seconds:.1f}" for result in results)
+        chosen.note = f"median of {len(results)} ({walls} s); {chosen.note}".rstrip("; ")
+    return chosen
+
+
 def render_results(results: Sequence[Result]) -> str:
     """Render every result as one Markdown table, with wall time relative to the pipeline."""
     lines = [

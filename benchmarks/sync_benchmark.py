@@ -1,9 +1,10 @@
 """Benchmark Wryte Pipeline against naive GitHub syncs and a floor without Dagster.
 
 Run from the project root: ``.venv/bin/python -m benchmarks.sync_benchmark``. It serves the
-shared corpora through the project's fake GitHub server (100 ms latency per API request,
-secondary rate limit at 20 requests in flight with ``Retry-After: 1``) and prints Markdown
-tables: results, targets met or not, and the per-run and per-file costs behind the run shape.
+shared corpora through the project's fake GitHub server (100 ms latency per API request, and a
+secondary rate limit that rejects requests beyond 20 in flight with ``Retry-After: 1``) and
+prints Markdown tables: results, targets met or not, and the per-run and per-file costs behind
+the run shape.
 
 Contenders: the naive sequential loop (PyGithub contents API, one INSERT per file), the naive
 flood (every file at once), the pipeline through ``python -m wryte_pipeline sync`` with SQLite
@@ -55,16 +56,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark, print the report, and write it to ``--output`` if given."""
     args = _parse_args(argv)
     started = datetime.now(UTC)
+    load_before = os.getloadavg()[0]
     storages = INSTANCE_STORAGES if args.instance_storage == "both" else (args.instance_storage,)
     options = Options(
         workloads=args.workloads,
         storages=storages,
         sample=args.sample if args.quick else None,
+        repeat=args.repeat,
     )
     with tempfile.TemporaryDirectory(prefix="wryte-bench-") as folder:
         results = run_benchmark(options, Path(folder), args.synthetic_files)
     command = shlex.join(["python", "-m", "benchmarks.sync_benchmark", *(argv or sys.argv[1:])])
-    report = render_report(results, started, command)
+    load = (load_before, os.getloadavg()[0])
+    report = render_report(results, started, command, load)
     print(report)
     if args.output is not None:
         args.output.write_text(report + "\n")
@@ -105,11 +109,18 @@ def prepare_repositories(
     return repositories
 
 
-def render_report(results: Sequence[Result], started: datetime, command: str) -> str:
-    """Render the run's settings, results, targets and run-shape costs as Markdown."""
+def render_report(
+    results: Sequence[Result], started: datetime, command: str, load: tuple[float, float]
+) -> str:
+    """Render the run's settings, results, targets and run-shape costs as Markdown.
+
+    ``load`` holds the 1-minute load average at the start and at the end of the run; other
+    work on the machine shows there and slows every contender.
+    """
     sections = [
         f"Run {started:%Y-%m-%d %H:%M} UTC on {describe_machine()}.",
         f"Command: `{command}`",
+        f"Load average (1 minute): {load[0]:.2f} at the start, {load[1]:.2f} at the end.",
         f"Fake GitHub: {LATENCY_SECONDS * 1000:.0f} ms latency per API request, secondary "
         f"rate limit above {SECONDARY_LIMIT_CONCURRENCY} requests in flight "
         f"(403, Retry-After {SECONDARY_RETRY_AFTER_SECONDS} s), primary limit 5,000 an hour "
@@ -169,6 +180,16 @@ def _workload_list(text: str) -> list[str]:
     return chosen
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: use a whole number above 0")
+    return value
+
+
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.sync_benchmark",
@@ -188,7 +209,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--sample",
-        type=int,
+        type=_positive_int,
         default=QUICK_SAMPLE_FILES,
         help=f"files in the --quick sample (default {QUICK_SAMPLE_FILES})",
     )
@@ -199,8 +220,15 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="Dagster instance storage for the pipeline runs (default: both)",
     )
     parser.add_argument(
+        "--repeat",
+        type=_positive_int,
+        default=1,
+        help="imports of hugo-docs by the pipeline and the floor; the median is reported "
+        "(default 1)",
+    )
+    parser.add_argument(
         "--synthetic-files",
-        type=int,
+        type=_positive_int,
         default=SYNTHETIC_FILES,
         help=f"files in the synthetic repository (default {SYNTHETIC_FILES})",
     )

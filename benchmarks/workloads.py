@@ -7,6 +7,7 @@ and its primary rate-limit budget refilled before each contender.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import time
@@ -15,7 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.fake_server import PROJECT_ROOT, FakeGitHubProcess, loopback_environment
+from benchmarks.fake_server import (
+    PROJECT_ROOT,
+    FakeGitHubProcess,
+    loopback_environment,
+    requests_by_endpoint,
+)
 from benchmarks.naive import LISTING_REQUESTS
 from benchmarks.pipeline_runs import (
     PipelineTarget,
@@ -29,7 +35,7 @@ from benchmarks.pipeline_runs import (
 )
 from benchmarks.proctree import BenchmarkError, Measurement, run_measured
 from benchmarks.repos import commit_edits
-from benchmarks.results import Result
+from benchmarks.results import Result, median_result
 
 HUGO_REPO = "bench/hugo-docs"
 SYNTHETIC_REPO = "bench/synthetic"
@@ -58,11 +64,13 @@ class Options:
     Attributes:
         storages: instance storages to run the pipeline with (``sqlite``, ``postgres``).
         sample: files for the sequential baseline to sync before extrapolating; None for all.
+        repeat: imports of hugo-docs by the pipeline and the floor; the median is recorded.
     """
 
     workloads: Sequence[str]
     storages: Sequence[str]
     sample: int | None
+    repeat: int = 1
 
 
 class Benchmark:
@@ -85,6 +93,7 @@ class Benchmark:
         self.results: list[Result] = []
         self._hugo_targets: dict[str, PipelineTarget] = {}
         self._start = time.monotonic()
+        self._database_numbers = itertools.count(1)
 
     def run(self) -> list[Result]:
         """Run each chosen workload; push and idle workloads need the hugo-docs import first."""
@@ -104,14 +113,24 @@ class Benchmark:
         return self.results
 
     def hugo_cold(self) -> None:
-        """Import hugo-docs into empty stores: pipeline, floor, flood and sequential loop."""
+        """Import hugo-docs into empty stores: pipeline, floor, flood and sequential loop.
+
+        The pipeline and the floor import ``repeat`` times, each into new stores, and the
+        median by wall time is recorded. Later workloads reuse the last import's stores.
+        """
         hugo = self.repositories[HUGO_REPO]
-        self._hugo_targets = self._new_targets("hugo")
-        for contender, target in self._hugo_targets.items():
-            self._pipeline("hugo-cold", contender, target, hugo.full_name, hugo.markdown_files)
-        self._floor("hugo-cold", hugo)
-        self._naive("flood", hugo)
-        self._naive("sequential", hugo)
+        repeated: dict[str, list[Result]] = {}
+        for repetition in range(1, self.options.repeat + 1):
+            self._hugo_targets = self._new_targets(f"hugo-{repetition}")
+            for contender, target in self._hugo_targets.items():
+                result = self._pipeline(
+                    "hugo-cold", contender, target, hugo.full_name, hugo.markdown_files
+                )
+                repeated.setdefault(contender, []).append(result)
+            repeated.setdefault("floor", []).append(self._floor("hugo-cold", hugo))
+        self.results += [median_result(results) for results in repeated.values()]
+        self.results.append(self._naive("flood", hugo))
+        self.results.append(self._naive("sequential", hugo))
 
     def push(self, workload: str, count: int, offset: int) -> None:
         """Commit edits to ``count`` files, move the served branch, and sync each target."""
@@ -119,23 +138,27 @@ class Benchmark:
         pushed = commit_edits(hugo.work_tree, count, offset, label=workload)
         self.server.set_head(hugo.full_name, pushed.sha)
         for contender, target in self._hugo_targets.items():
-            self._pipeline(
+            result = self._pipeline(
                 workload, contender, target, hugo.full_name, count, expected=pushed.blob_shas
             )
+            self.results.append(result)
 
     def idle(self) -> None:
         """Sync again with nothing changed: the tick should cost a 304 and no run."""
         for contender, target in self._hugo_targets.items():
-            self._pipeline("idle", contender, target, HUGO_REPO, 0, expected={})
+            self.results.append(
+                self._pipeline("idle", contender, target, HUGO_REPO, 0, expected={})
+            )
 
     def synthetic_cold(self) -> None:
         """Import the synthetic repository into empty stores: pipeline and floor."""
         synthetic = self.repositories[SYNTHETIC_REPO]
         for contender, target in self._new_targets("synthetic").items():
-            self._pipeline(
+            result = self._pipeline(
                 "synthetic-cold", contender, target, synthetic.full_name, synthetic.markdown_files
             )
-        self._floor("synthetic-cold", synthetic)
+            self.results.append(result)
+        self.results.append(self._floor("synthetic-cold", synthetic))
 
     def _import_hugo_unrecorded(self) -> None:
         self._hugo_targets = self._new_targets("hugo")
@@ -159,7 +182,7 @@ class Benchmark:
         full_name: str,
         files: int,
         expected: Mapping[str, str] | None = None,
-    ) -> None:
+    ) -> Result:
         database = target.content_database
         wanted = dict(expected or {})
 
@@ -175,25 +198,28 @@ class Benchmark:
             timeout_seconds=SYNC_TIMEOUT_SECONDS,
             probe=all_landed if wanted else None,
         )
-        stats = self.server.stats()
+        stats = self.server.stats(include_log=True)
         new_runs = [
             run for run_id, run in dagster_runs(target).items() if run_id not in runs_before
         ]
         stored = document_count(database) if expected is None else landed_count(database, expected)
         result = _pipeline_result(workload, contender, measurement, stats, files, stored, new_runs)
-        self._record(result, measurement)
+        self._log_result(result, measurement)
+        return result
 
-    def _floor(self, workload: str, repository: ServedRepository) -> None:
-        database_url = f"sqlite:///{self.workdir / f'floor-{workload}.db'}"
+    def _floor(self, workload: str, repository: ServedRepository) -> Result:
+        database = self.workdir / f"floor-{workload}-{next(self._database_numbers)}.db"
+        database_url = f"sqlite:///{database}"
         command = [sys.executable, "-m", "benchmarks.floor", "--database-url", database_url]
         command += self._source_arguments(repository)
         measurement, stats, summary = self._contender(command, FLOOR_TIMEOUT_SECONDS)
         note = f"{summary['parse_failed']} failed to parse" if summary["parse_failed"] else ""
         result = _result(workload, "floor", measurement, stats, summary["files"], note)
         result.stored = summary["stored"]
-        self._record(result, measurement)
+        self._log_result(result, measurement)
+        return result
 
-    def _naive(self, mode: str, repository: ServedRepository) -> None:
+    def _naive(self, mode: str, repository: ServedRepository) -> Result:
         database = self.workdir / f"naive-{mode}.db"
         command = [sys.executable, "-m", "benchmarks.naive", mode, "--database", str(database)]
         command += self._source_arguments(repository)
@@ -205,7 +231,8 @@ class Benchmark:
         result.note = _naive_note(summary, stats)
         if summary["attempted"] < summary["files"]:
             _extrapolate(result, summary)
-        self._record(result, measurement)
+        self._log_result(result, measurement)
+        return result
 
     def _source_arguments(self, repository: ServedRepository) -> list[str]:
         return [
@@ -236,8 +263,7 @@ class Benchmark:
         summary: dict[str, Any] = json.loads(measurement.stdout.strip().splitlines()[-1])
         return measurement, stats, summary
 
-    def _record(self, result: Result, measurement: Measurement) -> None:
-        self.results.append(result)
+    def _log_result(self, result: Result, measurement: Measurement) -> None:
         self._log(
             f"{result.workload}, {result.contender}: {result.wall_seconds:.1f} s, "
             f"{result.requests:.0f} requests, {result.rate_limited:.0f} rate-limited, "
@@ -283,9 +309,10 @@ def _pipeline_result(
     stored: int,
     runs: Sequence[RunFacts],
 ) -> Result:
-    note_parts = [f"{stats['not_modified']} not modified (304)"] if stats["not_modified"] else []
-    note_parts += [f"{stats['tarballs']} tarball(s)"] if stats["tarballs"] else []
-    note_parts += [f"{stats['blobs']} blob(s)"] if stats["blobs"] else []
+    endpoints = requests_by_endpoint(stats.get("log", []))
+    note_parts = [", ".join(f"{name} {count}" for name, count in endpoints.items())]
+    if stats["not_modified"]:
+        note_parts.append(f"{stats['not_modified']} not modified (304)")
     if measurement.returncode != 0:
         note_parts.append(f"sync exit status {measurement.returncode}")
     result = _result(workload, contender, measurement, stats, files, ", ".join(note_parts))

@@ -4,8 +4,8 @@
 requests, and executes each requested run in-process, tick after tick, until the repository is
 fully synced. Progress lines are read from the outcome rows while the run works.
 
-Exit status: 0 when every file succeeded, 1 when some files failed (they are listed), 2 for a
-configuration or authentication error.
+Exit status: 0 when every file succeeded, 1 when some files failed (they are listed) or wait
+for the rate limit, 2 for a configuration or authentication error.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from wryte_pipeline.errors import (
 from wryte_pipeline.partitions import partition_key_for_path
 from wryte_pipeline.report import build_report, render_progress, render_text
 from wryte_pipeline.resources import WryteResource
-from wryte_pipeline.sensors import SensorCursor
+from wryte_pipeline.sensors import RATE_LIMIT_SKIP_PREFIX, SensorCursor
 from wryte_pipeline.store import Batch, ContentStore
 
 EXIT_OK = 0
@@ -85,23 +85,30 @@ def run_sync(args: argparse.Namespace, out: TextIO) -> int:
     cursor_key = f"cli:{settings.repository}@{settings.branch or ''}"
     cursor = store.load_cursor(cursor_key)
     batches: list[Batch] = []
+    work_left = True
     with _open_instance() as instance:
         for _tick in range(args.max_ticks):
             result = _evaluate_sensor(defs, instance, resource, cursor)
             if isinstance(result, dg.SensorResult) and result.cursor:
                 cursor = result.cursor
             if isinstance(result, dg.SkipReason) or not result.run_requests:
-                _print_skip(result, out)
+                reason = _print_skip(result, out)
+                work_left = reason.startswith(RATE_LIMIT_SKIP_PREFIX)
                 break
             _apply_partition_requests(instance, result.dynamic_partitions_requests or [])
             batch = _execute_run(defs, instance, store, result.run_requests[0], out)
             batches.append(batch)
             store.save_cursor(cursor_key, cursor or "")
             if SensorCursor.parse(cursor).complete:
+                work_left = False
                 break
     if cursor:
         store.save_cursor(cursor_key, cursor)
-    return _print_reports(store, batches, out)
+    status = _print_reports(store, batches, out)
+    if work_left:
+        out.write("the repository is not fully synced yet: run sync again later\n")
+        return EXIT_FILES_FAILED
+    return status
 
 
 def run_status(args: argparse.Namespace, out: TextIO) -> int:
@@ -216,22 +223,29 @@ def _raise_run_failure(result: Any) -> None:
     raise WryteError(f"sync run {result.run_id} failed; see the run's logs in Dagster")
 
 
-def _print_skip(result: dg.SensorResult | dg.SkipReason, out: TextIO) -> None:
+def _print_skip(result: dg.SensorResult | dg.SkipReason, out: TextIO) -> str:
     reason = result.skip_message if isinstance(result, dg.SkipReason) else None
     if isinstance(result, dg.SensorResult) and result.skip_reason:
         reason = result.skip_reason.skip_message
     if reason:
         out.write(f"nothing to sync: {reason}\n")
+    return reason or ""
 
 
 def _print_reports(store: ContentStore, batches: Sequence[Batch], out: TextIO) -> int:
     failed = 0
+    deferred = 0
     for batch in batches:
         report = build_report(store, batch)
         failed += report.failed
+        deferred += report.deferred
         out.write(render_text(report) + "\n")
     out.write(f"documents in the content table: {store.document_count()}\n")
-    return EXIT_FILES_FAILED if failed else EXIT_OK
+    if deferred:
+        out.write(
+            f"{deferred} files deferred by the GitHub rate limit: sync again after it resets\n"
+        )
+    return EXIT_FILES_FAILED if failed or deferred else EXIT_OK
 
 
 def _progress_bar(done: int, total: int, width: int = 30) -> str:

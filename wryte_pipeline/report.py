@@ -103,7 +103,7 @@ def render_text(report: BatchReport) -> str:
         lines.extend(_more_line(len(report.failures), "    "))
     if report.skips:
         lines.append("  skipped files:")
-        lines.extend(f"    {path}: {reason}" for path, reason in report.skips[:MAX_LISTED_FILES])
+        lines.extend(f"    {reason or path}" for path, reason in report.skips[:MAX_LISTED_FILES])
         lines.extend(_more_line(len(report.skips), "    "))
     return "\n".join(lines)
 

@@ -24,6 +24,7 @@ from wryte_pipeline.source import RateBudget, RepositorySource
 from wryte_pipeline.store import Batch, ContentStore
 
 SENSOR_INTERVAL_SECONDS = 30
+RATE_LIMIT_SKIP_PREFIX = "GitHub rate limit low"
 
 sync_job = dg.define_asset_job(
     "sync_job",
@@ -186,7 +187,7 @@ def _budget_message(budget: RateBudget | None, settings: Settings, consequence: 
     reserve = settings.reserve_for(budget.limit)
     reset = time.strftime("%H:%M:%S", time.gmtime(budget.reset_at))
     return (
-        f"GitHub rate limit low: {budget.remaining} of {budget.limit} requests left, "
+        f"{RATE_LIMIT_SKIP_PREFIX}: {budget.remaining} of {budget.limit} requests left, "
         f"{reserve} kept in reserve, reset at {reset} UTC; {consequence}, the rest waits for "
         "a later tick"
     )

@@ -18,6 +18,7 @@ from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 
 from wryte_pipeline.errors import (
     DocumentError,
+    FrontMatterError,
     RateLimitExhaustedError,
     SkippedDocumentError,
     SourceError,
@@ -115,7 +116,8 @@ class BatchApplier:
             if item.action == "delete":
                 self._add(FileOutcome(item.path, "deleted"), delete=item.path)
             elif item.action == "skip":
-                outcome = FileOutcome(item.path, "skipped", item.sha, 0, error=item.reason)
+                reason = f"{item.path}: {item.reason}"
+                outcome = FileOutcome(item.path, "skipped", item.sha, 0, error=reason)
                 self._add(outcome, delete=item.path)
             elif item.size is not None and item.size > self.max_file_bytes:
                 self._add(self._too_large(item))
@@ -177,8 +179,10 @@ class BatchApplier:
         if len(data) > self.max_file_bytes:
             raise SkippedDocumentError(path, self._size_message(len(data)))
         if b"\0" in data:
-            raise DocumentError(
+            line = data.count(b"\n", 0, data.index(b"\0")) + 1
+            raise FrontMatterError(
                 path,
+                line,
                 "contains a NUL byte, so it is binary, not Markdown: remove the byte or "
                 "leave the path out of WRYTE_PATHS",
             )
