@@ -63,7 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         storages=storages,
         sample=args.sample if args.quick else None,
         repeat=args.repeat,
+        log_dir=args.log_dir,
     )
+    if args.log_dir is not None:
+        args.log_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="wryte-bench-") as folder:
         results = run_benchmark(options, Path(folder), args.synthetic_files)
     command = shlex.join(["python", "-m", "benchmarks.sync_benchmark", *(argv or sys.argv[1:])])
@@ -233,6 +236,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"files in the synthetic repository (default {SYNTHETIC_FILES})",
     )
     parser.add_argument("--output", type=Path, help="also write the Markdown report to this file")
+    parser.add_argument("--log-dir", type=Path, help="save each contender's output in this folder")
     return parser.parse_args(argv)
 
 

@@ -65,12 +65,14 @@ class Options:
         storages: instance storages to run the pipeline with (``sqlite``, ``postgres``).
         sample: files for the sequential baseline to sync before extrapolating; None for all.
         repeat: imports of hugo-docs by the pipeline and the floor; the median is recorded.
+        log_dir: folder that receives each contender's output, or None to discard it.
     """
 
     workloads: Sequence[str]
     storages: Sequence[str]
     sample: int | None
     repeat: int = 1
+    log_dir: Path | None = None
 
 
 class Benchmark:
@@ -94,6 +96,7 @@ class Benchmark:
         self._hugo_targets: dict[str, PipelineTarget] = {}
         self._start = time.monotonic()
         self._database_numbers = itertools.count(1)
+        self._log_count = 0
 
     def run(self) -> list[Result]:
         """Run each chosen workload; push and idle workloads need the hugo-docs import first."""
@@ -272,6 +275,11 @@ class Benchmark:
         if measurement.returncode != 0:
             self._log(f"exit status {measurement.returncode}; stderr ends with:")
             self._log(measurement.stderr[-STDERR_TAIL_CHARS:])
+        if self.options.log_dir is not None:
+            self._log_count += 1
+            name = f"{self._log_count:02d}-{result.workload}-{result.contender}.log"
+            text = f"{measurement.stdout}\n--- stderr ---\n{measurement.stderr}"
+            (self.options.log_dir / name).write_text(text)
 
     def _log(self, message: str) -> None:
         elapsed = time.monotonic() - self._start

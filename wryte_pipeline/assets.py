@@ -27,10 +27,13 @@ from wryte_pipeline.plan import PlannedItem, plan_sync
 from wryte_pipeline.report import build_report, render_markdown
 from wryte_pipeline.resources import WryteResource
 from wryte_pipeline.source import RepositorySource, TreeEntry
-from wryte_pipeline.store import Batch, ContentStore
+from wryte_pipeline.store import Batch, ContentStore, utc_now
 from wryte_pipeline.sync import BatchApplier, FileOutcome
 
 BATCH_TAG = "wryte/batch_id"
+
+# Key under which the time of the last `published_documents` rebuild is kept.
+PUBLISHED_REFRESH_KEY = "published_documents:refreshed_at"
 
 # BackfillPolicy is marked beta in Dagster 1.13; the warning would print on every CLI start.
 warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.BetaWarning)
@@ -131,6 +134,24 @@ def batch_report(
     return dg.MaterializeResult(metadata=metadata)
 
 
+@dg.asset(deps=[content_table], group_name="content", kinds={"sql"})
+def published_documents(
+    context: dg.AssetExecutionContext, wryte: WryteResource
+) -> dg.MaterializeResult[None]:
+    """The `published_documents` table: what a site shows now.
+
+    Drafts, documents whose publish time (`publish_at`, else `date`) is still ahead and expired
+    documents are left out. The publish schedule rebuilds it at each minute a publish or expiry
+    time falls due, so a scheduled post appears on time with no push.
+    """
+    store = wryte.open_store()
+    now = utc_now()
+    count = store.refresh_published(now)
+    store.save_cursor(PUBLISHED_REFRESH_KEY, now.isoformat())
+    context.log.info("%d documents published as of %s", count, now.isoformat())
+    return dg.MaterializeResult(metadata={"published": count, "as_of": now.isoformat()})
+
+
 def _read_head(source: RepositorySource) -> tuple[str, dict[str, TreeEntry]]:
     try:
         head = source.resolve_head()
@@ -212,6 +233,7 @@ def _apply(
                 source=source,
                 store=store,
                 max_file_bytes=settings.max_file_bytes,
+                site_timezone=settings.site_tzinfo,
                 on_outcome=record,
                 on_chunk=lease.renew,
             )

@@ -5,9 +5,25 @@ Loading this module reads no setting and touches neither the network nor a datab
 
 import dagster as dg
 
-from wryte_pipeline.assets import batch_report, content_table, markdown_document
+from wryte_pipeline.assets import (
+    batch_report,
+    content_table,
+    markdown_document,
+    published_documents,
+)
+from wryte_pipeline.checks import (
+    content_matches_repository,
+    last_batch_parsed,
+    published_slugs_unique,
+)
 from wryte_pipeline.partitions import markdown_files
 from wryte_pipeline.resources import WryteResource
+from wryte_pipeline.schedules import (
+    content_check_job,
+    content_check_schedule,
+    publish_job,
+    publish_schedule,
+)
 from wryte_pipeline.sensors import repository_sensor, sync_job
 
 markdown_document_job = dg.define_asset_job(
@@ -18,9 +34,11 @@ markdown_document_job = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=[markdown_document, content_table, batch_report],
-    jobs=[sync_job, markdown_document_job],
+    assets=[markdown_document, content_table, batch_report, published_documents],
+    asset_checks=[content_matches_repository, last_batch_parsed, published_slugs_unique],
+    jobs=[sync_job, markdown_document_job, publish_job, content_check_job],
     sensors=[repository_sensor],
+    schedules=[publish_schedule, content_check_schedule],
     resources={"wryte": WryteResource()},
     executor=dg.in_process_executor,
 )

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import dagster as dg
 
 from wryte_pipeline.assets import BATCH_TAG, content_table
+from wryte_pipeline.checks import content_matches_repository
 from wryte_pipeline.locks import LEASE_SECONDS, LeaseHolder, SyncLease, lease_key
 from wryte_pipeline.partitions import PARTITIONS_NAME, markdown_files, partition_key_for_path
 from wryte_pipeline.plan import Plan, PlannedItem, find_path_twins, fit_budget, plan_sync
@@ -26,9 +27,11 @@ from wryte_pipeline.store import Batch, ContentStore
 SENSOR_INTERVAL_SECONDS = 30
 RATE_LIMIT_SKIP_PREFIX = "GitHub rate limit low"
 
+# The repository check costs two GitHub requests, so it runs on its own schedule, not per sync.
 sync_job = dg.define_asset_job(
     "sync_job",
-    selection=dg.AssetSelection.assets(content_table).downstream(),
+    selection=dg.AssetSelection.assets(content_table).downstream()
+    - dg.AssetSelection.checks(content_matches_repository),
     description="Apply one sync batch to the content table, then report on it.",
 )
 

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from wryte_pipeline.errors import ConfigurationError
 
@@ -47,6 +48,7 @@ class Settings:
             whichever is larger.
         max_rate_limit_wait_seconds: longest wait for a rate-limit reset within a run; a
             longer one ends the batch and defers the remaining files to the next sync.
+        site_timezone: IANA time zone for front matter times written without an offset.
         lock_wait_seconds: how long a run waits for another sync of the same repository to
             finish before it stops without writing.
     """
@@ -65,6 +67,12 @@ class Settings:
     rate_limit_reserve: int | None = None
     max_rate_limit_wait_seconds: int = DEFAULT_MAX_RATE_LIMIT_WAIT_SECONDS
     lock_wait_seconds: int = DEFAULT_LOCK_WAIT_SECONDS
+    site_timezone: str = "UTC"
+
+    @property
+    def site_tzinfo(self) -> ZoneInfo:
+        """Return the site time zone as a ``tzinfo``."""
+        return ZoneInfo(self.site_timezone)
 
     def reserve_for(self, limit: int) -> int:
         """Return how many requests of a ``limit``-sized budget a batch must leave unspent."""
@@ -91,7 +99,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     repository = env.get("WRYTE_REPO", "").strip() or SAMPLE_REPOSITORY
     _check_repository(repository)
     home = Path(env.get("WRYTE_HOME", ".wryte"))
+    site_timezone = env.get("WRYTE_SITE_TIMEZONE", "").strip() or "UTC"
+    _check_timezone(site_timezone)
     return Settings(
+        site_timezone=site_timezone,
         repository=repository,
         branch=env.get("WRYTE_BRANCH", "").strip() or None,
         token=env.get("GITHUB_TOKEN", "").strip() or None,
@@ -113,6 +124,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         lock_wait_seconds=_optional_int(env, "WRYTE_LOCK_WAIT_SECONDS")
         or DEFAULT_LOCK_WAIT_SECONDS,
     )
+
+
+def _check_timezone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise ConfigurationError(
+            f"invalid WRYTE_SITE_TIMEZONE {name!r}: use an IANA time zone name such as "
+            "'Europe/Paris' or 'UTC'"
+        ) from error
 
 
 def _looks_like_path(value: str) -> bool:

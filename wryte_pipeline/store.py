@@ -29,25 +29,44 @@ metadata = sa.MetaData()
 
 _json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
-documents = sa.Table(
-    "documents",
+
+def _document_columns() -> list[sa.Column[Any]]:
+    """Return fresh columns of a document row; `documents` and `published_documents` share them."""
+    return [
+        sa.Column("path", sa.Text, primary_key=True),
+        sa.Column("blob_sha", sa.String(64), nullable=False),
+        sa.Column("commit_sha", sa.String(64), nullable=False),
+        sa.Column("format", sa.String(8)),
+        sa.Column("front_matter", _json, nullable=False),
+        sa.Column("title", sa.Text),
+        sa.Column("slug", sa.Text),
+        sa.Column("date", sa.DateTime(timezone=True)),
+        sa.Column("publish_at", sa.DateTime(timezone=True)),
+        sa.Column("expire_at", sa.DateTime(timezone=True)),
+        sa.Column("draft", sa.Boolean, nullable=False),
+        sa.Column("tags", _json, nullable=False),
+        sa.Column("categories", _json, nullable=False),
+        sa.Column("description", sa.Text),
+        sa.Column("body", sa.Text, nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    ]
+
+
+documents = sa.Table("documents", metadata, *_document_columns())
+
+# What a site shows now: not a draft, publish time reached, not expired. Rebuilt as a whole.
+published_documents = sa.Table("published_documents", metadata, *_document_columns())
+
+redirects = sa.Table(
+    "redirects",
     metadata,
-    sa.Column("path", sa.Text, primary_key=True),
-    sa.Column("blob_sha", sa.String(64), nullable=False),
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("from_path", sa.Text, nullable=False),
+    sa.Column("from_slug", sa.Text),
+    sa.Column("to_path", sa.Text, nullable=False),
+    sa.Column("to_slug", sa.Text),
     sa.Column("commit_sha", sa.String(64), nullable=False),
-    sa.Column("format", sa.String(8)),
-    sa.Column("front_matter", _json, nullable=False),
-    sa.Column("title", sa.Text),
-    sa.Column("slug", sa.Text),
-    sa.Column("date", sa.DateTime(timezone=True)),
-    sa.Column("publish_at", sa.DateTime(timezone=True)),
-    sa.Column("expire_at", sa.DateTime(timezone=True)),
-    sa.Column("draft", sa.Boolean, nullable=False),
-    sa.Column("tags", _json, nullable=False),
-    sa.Column("categories", _json, nullable=False),
-    sa.Column("description", sa.Text),
-    sa.Column("body", sa.Text, nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 sync_batches = sa.Table(
@@ -244,6 +263,7 @@ class ContentStore:
         upserts: Sequence[Mapping[str, Any]],
         deletes: Sequence[str],
         outcomes: Sequence[Mapping[str, Any]],
+        redirect_rows: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         """Apply document upserts and deletions with their outcome rows in one transaction."""
         with self.engine.begin() as connection:
@@ -253,6 +273,56 @@ class ContentStore:
                 connection.execute(sa.delete(documents).where(documents.c.path.in_(deletes)))
             if outcomes:
                 connection.execute(sa.insert(sync_outcomes), [_outcome_row(o) for o in outcomes])
+            if redirect_rows:
+                rows = [{"created_at": utc_now(), **row} for row in redirect_rows]
+                connection.execute(sa.insert(redirects), rows)
+
+    def refresh_published(self, now: datetime) -> int:
+        """Rebuild `published_documents` as of ``now`` and return its row count.
+
+        A document is published when it is not a draft, its publish time has come (its
+        ``publish_at``, else its ``date``, as Hugo and Jekyll hold back future posts) and its
+        ``expire_at``, if any, is still ahead.
+        """
+        publish_time = sa.func.coalesce(documents.c.publish_at, documents.c.date)
+        visible = sa.select(documents).where(
+            documents.c.draft.is_(False),
+            sa.or_(publish_time.is_(None), publish_time <= now),
+            sa.or_(documents.c.expire_at.is_(None), documents.c.expire_at > now),
+        )
+        names = [column.name for column in documents.columns]
+        with self.engine.begin() as connection:
+            connection.execute(sa.delete(published_documents))
+            connection.execute(sa.insert(published_documents).from_select(names, visible))
+            count = connection.execute(
+                sa.select(sa.func.count()).select_from(published_documents)
+            ).scalar_one()
+        return int(count)
+
+    def publish_events_between(self, after: datetime, until: datetime) -> int:
+        """Count publish and expiry times that fall in ``(after, until]``."""
+        columns = (documents.c.publish_at, documents.c.date, documents.c.expire_at)
+        conditions = [sa.and_(column > after, column <= until) for column in columns]
+        query = sa.select(sa.func.count()).select_from(documents).where(sa.or_(*conditions))
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def duplicate_published_slugs(self) -> dict[str, list[str]]:
+        """Return slug -> paths for every slug that more than one published document uses."""
+        query = sa.select(published_documents.c.slug, published_documents.c.path).order_by(
+            published_documents.c.slug, published_documents.c.path
+        )
+        by_slug: dict[str, list[str]] = {}
+        with self.engine.connect() as connection:
+            for slug, path in connection.execute(query):
+                by_slug.setdefault(slug, []).append(path)
+        return {slug: paths for slug, paths in by_slug.items() if len(paths) > 1}
+
+    def redirect_rows(self) -> list[dict[str, Any]]:
+        """Return every redirect, oldest first."""
+        query = sa.select(redirects).order_by(redirects.c.id)
+        with self.engine.connect() as connection:
+            return [dict(row) for row in connection.execute(query).mappings()]
 
     def insert_outcomes(self, outcomes: Sequence[Mapping[str, Any]]) -> None:
         """Insert outcome rows alone, for files that change no document."""

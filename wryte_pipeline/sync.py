@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
@@ -69,6 +69,7 @@ class _Change:
     outcome: FileOutcome
     upsert: dict[str, Any] | None = None
     delete: str | None = None
+    redirect: dict[str, Any] | None = None
 
 
 OutcomeCallback = Callable[[FileOutcome], None]
@@ -99,6 +100,7 @@ class BatchApplier:
         self.on_outcome = on_outcome
         self.on_chunk = on_chunk
         self._pending: list[_Change] = []
+        self._previous_rows: dict[str, dict[str, Any]] = {}
 
     def apply(self, items: Sequence[PlannedItem]) -> None:
         """Process every item not yet finished in this batch, one outcome row per file.
@@ -123,6 +125,8 @@ class BatchApplier:
                 self._add(self._too_large(item))
             else:
                 to_fetch.append(item)
+        renamed_from = [item.previous_path for item in to_fetch if item.previous_path]
+        self._previous_rows = self.store.document_rows(renamed_from)
         self._fetch_and_parse(to_fetch)
         self._flush()
 
@@ -143,7 +147,6 @@ class BatchApplier:
 
     def _store_blob(self, item: PlannedItem, blob: FetchedBlob) -> None:
         if isinstance(blob.error, RateLimitExhaustedError):
-            self.rate_limit = blob.error
             message = f"{item.path}: deferred, {blob.error}"
             outcome = FileOutcome(
                 item.path, "deferred", item.sha, blob.attempts, True, message, blob.error.reset_at
@@ -173,7 +176,21 @@ class BatchApplier:
             return
         row = document_row(item.path, item.sha or blob.sha, self.commit_sha, document)
         outcome = FileOutcome(item.path, "succeeded", item.sha, blob.attempts)
-        self._add(outcome, upsert=row, delete=item.previous_path)
+        redirect = self._redirect(item, document.slug)
+        self._add(outcome, upsert=row, delete=item.previous_path, redirect=redirect)
+
+    def _redirect(self, item: PlannedItem, new_slug: str) -> dict[str, Any] | None:
+        """Record a moved document's old path and slug, so links to it can be redirected."""
+        if item.previous_path is None:
+            return None
+        previous = self._previous_rows.get(item.previous_path, {})
+        return {
+            "from_path": item.previous_path,
+            "from_slug": previous.get("slug"),
+            "to_path": item.path,
+            "to_slug": new_slug,
+            "commit_sha": self.commit_sha,
+        }
 
     def _parse(self, path: str, data: bytes) -> ParsedDocument:
         if len(data) > self.max_file_bytes:
@@ -204,8 +221,9 @@ class BatchApplier:
         *,
         upsert: dict[str, Any] | None = None,
         delete: str | None = None,
+        redirect: dict[str, Any] | None = None,
     ) -> None:
-        self._pending.append(_Change(outcome, upsert, delete))
+        self._pending.append(_Change(outcome, upsert, delete, redirect))
         if len(self._pending) >= WRITE_CHUNK_SIZE:
             self._flush()
 
@@ -231,7 +249,8 @@ class BatchApplier:
         upserts = [change.upsert for change in changes if change.upsert is not None]
         deletes = [change.delete for change in changes if change.delete is not None]
         outcomes = [change.outcome.to_row(self.batch_id) for change in changes]
-        self.store.write_results(upserts, deletes, outcomes)
+        moved = [change.redirect for change in changes if change.redirect is not None]
+        self.store.write_results(upserts, deletes, outcomes, moved)
 
     def _write_one_by_one(self, changes: Sequence[_Change]) -> None:
         for change in changes:
@@ -271,9 +290,9 @@ def document_row(
         "front_matter": document.front_matter,
         "title": document.title,
         "slug": document.slug,
-        "date": document.date,
-        "publish_at": document.publish_at,
-        "expire_at": document.expire_at,
+        "date": _utc(document.date),
+        "publish_at": _utc(document.publish_at),
+        "expire_at": _utc(document.expire_at),
         "draft": document.draft,
         "tags": list(document.tags),
         "categories": list(document.categories),
@@ -281,3 +300,8 @@ def document_row(
         "body": document.body,
         "updated_at": utc_now(),
     }
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """Store times in UTC: SQLite keeps no offset, so every row must use the same one."""
+    return value.astimezone(UTC) if value is not None else None
