@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from benchmarks.fake_server import FakeGitHubProcess
+from benchmarks.fake_server import PROJECT_ROOT, FakeGitHubProcess
 from benchmarks.pipeline_runs import INSTANCE_STORAGES, postgres_databases
 from benchmarks.repos import CORPORA, HUGO_CORPUS, build_synthetic_repo, clone, markdown_blobs
 from benchmarks.results import Result, render_results
@@ -122,7 +122,7 @@ def render_report(
     """
     sections = [
         f"Run {started:%Y-%m-%d %H:%M} UTC on {describe_machine()}.",
-        f"Command: `{command}`",
+        f"Command: `{command}`, at commit {describe_commit()}.",
         f"Load average (1 minute): {load[0]:.2f} at the start, {load[1]:.2f} at the end.",
         f"Fake GitHub: {LATENCY_SECONDS * 1000:.0f} ms latency per API request, secondary "
         f"rate limit above {SECONDARY_LIMIT_CONCURRENCY} requests in flight "
@@ -150,6 +150,13 @@ def describe_machine() -> str:
         f"{os.cpu_count()} cores ({model}), {memory_gib:.0f} GiB memory, "
         f"Python {platform.python_version()}, {versions}"
     )
+
+
+def describe_commit() -> str:
+    """Return the project's short commit SHA, marked when the work tree has changes."""
+    sha = run_git(PROJECT_ROOT, "rev-parse", "--short", "HEAD").decode().strip()
+    changed = run_git(PROJECT_ROOT, "status", "--porcelain", "--untracked-files=no").strip()
+    return f"{sha} with uncommitted changes" if changed else sha
 
 
 def _served(full_name: str, work_tree: Path) -> ServedRepository:

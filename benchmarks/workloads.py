@@ -167,7 +167,14 @@ class Benchmark:
         self._hugo_targets = self._new_targets("hugo")
         for target in self._hugo_targets.values():
             self._log(f"setup: importing hugo-docs into the {target.storage} target")
-            run_sync(target, HUGO_REPO, self.server.url, timeout_seconds=SYNC_TIMEOUT_SECONDS)
+            measurement = run_sync(
+                target, HUGO_REPO, self.server.url, timeout_seconds=SYNC_TIMEOUT_SECONDS
+            )
+            if measurement.returncode != 0:
+                raise BenchmarkError(
+                    f"setup import into the {target.storage} target exited with status "
+                    f"{measurement.returncode}:\n{measurement.stderr[-STDERR_TAIL_CHARS:]}"
+                )
 
     def _new_targets(self, label: str) -> dict[str, PipelineTarget]:
         return {

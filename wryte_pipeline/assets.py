@@ -42,7 +42,7 @@ warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.Bet
 DOCUMENT_RETRY_POLICY = dg.RetryPolicy(max_retries=2, delay=1.5, backoff=dg.Backoff.EXPONENTIAL)
 
 # A batch step that fails as a whole (lost database connection, tree request failed) is
-# retried the same way; the retry resumes the batch, skipping files already done.
+# retried the same way. The retry resumes the batch and skips the files already done.
 BATCH_RETRY_POLICY = dg.RetryPolicy(max_retries=2, delay=1.5, backoff=dg.Backoff.EXPONENTIAL)
 
 

@@ -867,8 +867,8 @@ def _parse_datetime(text: str, site_timezone: tzinfo) -> datetime:
 def _lenient_match(text: str) -> re.Match[str] | None:
     """Match a date and time followed by stray words and a zone, as Ruby's Time.parse reads.
 
-    Jekyll builds pages dated like ``2023-01-29 18:30:22 2023 -0800``, so such a date is
-    read from its leading date and time and its trailing zone; the words between are ignored.
+    Jekyll builds pages dated like ``2023-01-29 18:30:22 2023 -0800``. Such a date is read
+    from its leading date and time and its trailing zone, and the words between are ignored.
     """
     head = _DATETIME_PATTERN.match(text)
     if head is None or head.group(4) is None:

@@ -75,7 +75,7 @@ class GitHubSource:
 
     @property
     def requests_used(self) -> int:
-        """Count the requests made so far that cost rate limit (304 answers cost none)."""
+        """Count the requests made so far that cost rate limit (304 responses cost none)."""
         return self._requests_used
 
     @property
@@ -117,7 +117,7 @@ class GitHubSource:
         )
 
     def list_tree(self, commit_sha: str) -> list[TreeEntry]:
-        """List the tree recursively, walking subtrees when GitHub truncates the answer."""
+        """List the tree recursively, walking subtrees when GitHub truncates the response."""
         _status, body = self._request(f"/repos/{self.name}/git/trees/{commit_sha}?recursive=1")
         if not body.get("truncated"):
             return _entries_from_tree(body["tree"], prefix="")
@@ -280,7 +280,7 @@ class GitHubSource:
 class AdaptiveLimit:
     """A semaphore whose limit halves on each secondary rate limit, down to one.
 
-    GitHub's secondary limit punishes concurrency, so once it answers, the rest of the batch
+    GitHub's secondary limit punishes concurrency, so once it responds, the rest of the batch
     runs with fewer requests in flight.
     """
 
@@ -353,7 +353,7 @@ def _error_for_status(status: int, headers: Any, data: Any, url: str) -> SourceE
         )
     if status == 403:
         return AuthenticationError(
-            f"GitHub refused access (403 {message}) to {url}: check that GITHUB_TOKEN may "
+            f"GitHub denied access (403 {message}) to {url}: check that GITHUB_TOKEN may "
             "read this repository"
         )
     if status == 404:
@@ -362,8 +362,8 @@ def _error_for_status(status: int, headers: Any, data: Any, url: str) -> SourceE
             "GITHUB_TOKEN can see the repository"
         )
     if status >= 500 or status == 429:
-        return TransientSourceError(f"GitHub answered {status} for {url}: {message}".rstrip(": "))
-    return SourceError(f"GitHub answered {status} for {url}: {message}")
+        return TransientSourceError(f"GitHub returned {status} for {url}: {message}".rstrip(": "))
+    return SourceError(f"GitHub returned {status} for {url}: {message}")
 
 
 def _is_primary_limit(headers: dict[str, str], message: str) -> bool:

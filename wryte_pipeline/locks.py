@@ -35,7 +35,7 @@ class LeaseHeldError(WryteError):
 
 @dataclass(frozen=True)
 class LeaseHolder:
-    """Who holds a lease, as stored."""
+    """The holder of a lease, as stored."""
 
     owner: str
     host: str

@@ -17,7 +17,7 @@ MAX_LISTED_FILES = 50
 
 @dataclass(frozen=True)
 class BatchReport:
-    """What one batch did, ready to print or to attach as asset metadata."""
+    """Summary of one batch, ready to print or to attach as asset metadata."""
 
     batch: Batch
     total: int
@@ -110,10 +110,8 @@ def render_text(report: BatchReport) -> str:
 
 def render_markdown(report: BatchReport) -> str:
     """Render the report as Markdown tables for the Dagster UI."""
-    lines = [
-        "| total | succeeded | failed | retried | skipped | deleted | duration | requests |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    names = " | ".join(report.counts)
+    lines = [f"| {names} | duration | requests |", "|---" * (len(report.counts) + 2) + "|"]
     counts = " | ".join(str(value) for value in report.counts.values())
     requests = report.requests_used if report.requests_used is not None else ""
     lines.append(f"| {counts} | {_seconds(report.duration_seconds)} | {requests} |")

@@ -48,7 +48,7 @@ class SensorCursor:
 
     Attributes:
         commit_sha: branch head the last batch was planned at.
-        etag: validator of the last branch answer, for a conditional request.
+        etag: validator of the last branch response, for a conditional request.
         batch_id: the last batch requested.
         complete: whether that batch covered every difference (no cap left work behind).
         branch: the branch followed, kept so an idle tick need not look up the default branch.

@@ -42,7 +42,7 @@ class Settings:
         home: folder for local state (the SQLite file, the sample clone).
         max_paths_per_tick: most paths one sensor tick queues; the rest follow on later ticks.
         concurrency: most GitHub requests one run has in flight at once.
-        max_file_bytes: files larger than this are skipped with an outcome that says so.
+        max_file_bytes: files larger than this get a `skipped` outcome naming the ceiling.
         tarball_threshold: from this many files to fetch, one tarball replaces blob requests.
         rate_limit_reserve: requests always left unspent; None means 50 or 10 % of the limit,
             whichever is larger.

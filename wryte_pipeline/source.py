@@ -53,7 +53,7 @@ class Head:
     """The branch head as the source last saw it.
 
     Attributes:
-        commit_sha: the commit the branch points at, or None when the server answered
+        commit_sha: the commit the branch points at, or None when the server returned
             304 Not Modified to a conditional request.
         etag: validator to send next time, when the source supports conditional requests.
     """

@@ -54,7 +54,7 @@ def _document_columns() -> list[sa.Column[Any]]:
 
 documents = sa.Table("documents", metadata, *_document_columns())
 
-# What a site shows now: not a draft, publish time reached, not expired. Rebuilt as a whole.
+# Documents a site shows now: not drafts, publish time reached, not expired. Rebuilt whole.
 published_documents = sa.Table("published_documents", metadata, *_document_columns())
 
 redirects = sa.Table(

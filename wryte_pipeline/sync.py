@@ -2,8 +2,8 @@
 
 Files are fetched in one pass (a tarball or a bounded pool of blob requests), parsed as they
 arrive, and written in chunks: each chunk's documents and outcome rows commit together. A file
-that fails is recorded and the rest go on; a chunk the database rejects is retried row by row so
-only the offending file fails.
+that fails is recorded and the rest go on. A chunk the database rejects is retried row by row,
+so only the offending file fails.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ ROW_ERRORS = (DataError, IntegrityError, ProgrammingError)
 
 @dataclass(frozen=True)
 class FileOutcome:
-    """What happened to one path in a batch, as written to ``sync_outcomes``."""
+    """The outcome of one path in a batch, as written to ``sync_outcomes``."""
 
     path: str
     status: str
