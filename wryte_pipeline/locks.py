@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from wryte_pipeline.errors import WryteError
-from wryte_pipeline.store import ContentStore, as_utc, sync_leases, utc_now
+from wryte_pipeline.store import ContentStore, as_utc, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +59,13 @@ class SyncLease:
         self.source = source
         self.owner = owner
 
+    @property
+    def _table(self) -> sa.Table:
+        return self.store.tables.sync_leases
+
     def holder(self) -> LeaseHolder | None:
         """Return the current holder, live or not, or None."""
-        query = sa.select(sync_leases).where(sync_leases.c.source == self.source)
+        query = sa.select(self._table).where(self._table.c.source == self.source)
         with self.store.engine.connect() as connection:
             row = connection.execute(query).mappings().first()
         if row is None:
@@ -99,8 +103,8 @@ class SyncLease:
 
     def release(self) -> None:
         """Give the lease up, if this owner still holds it."""
-        statement = sa.delete(sync_leases).where(
-            sync_leases.c.source == self.source, sync_leases.c.owner == self.owner
+        statement = sa.delete(self._table).where(
+            self._table.c.source == self.source, self._table.c.owner == self.owner
         )
         with self.store.engine.begin() as connection:
             connection.execute(statement)
@@ -119,7 +123,7 @@ class SyncLease:
         try:
             with self.store.engine.begin() as connection:
                 connection.execute(
-                    sa.insert(sync_leases), {"source": self.source, **self._values()}
+                    sa.insert(self._table), {"source": self.source, **self._values()}
                 )
         except sa.exc.IntegrityError:
             return False
@@ -127,8 +131,8 @@ class SyncLease:
 
     def _swap(self, expected_owner: str) -> bool:
         statement = (
-            sa.update(sync_leases)
-            .where(sync_leases.c.source == self.source, sync_leases.c.owner == expected_owner)
+            sa.update(self._table)
+            .where(self._table.c.source == self.source, self._table.c.owner == expected_owner)
             .values(**self._values())
         )
         with self.store.engine.begin() as connection:

@@ -8,6 +8,7 @@ so a crash leaves each file either at its old version or at its new one, never h
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -20,12 +21,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from wryte_pipeline.errors import ConfigurationError
+
 logger = logging.getLogger(__name__)
 
 # "deferred": not attempted because the GitHub rate limit was spent; the next sync retries it.
 OUTCOME_STATUSES = ("succeeded", "failed", "deleted", "skipped", "deferred")
+TABLE_PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,29}$")
 
-metadata = sa.MetaData()
 
 _json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
@@ -52,70 +55,102 @@ def _document_columns() -> list[sa.Column[Any]]:
     ]
 
 
-documents = sa.Table("documents", metadata, *_document_columns())
+@dataclass(frozen=True)
+class Tables:
+    """The content store's tables; one name prefix lets several repositories share a database."""
 
-# Documents a site shows now: not drafts, publish time reached, not expired. Rebuilt whole.
-published_documents = sa.Table("published_documents", metadata, *_document_columns())
+    metadata: sa.MetaData
+    documents: sa.Table
+    published_documents: sa.Table
+    redirects: sa.Table
+    sync_batches: sa.Table
+    sync_outcomes: sa.Table
+    sync_leases: sa.Table
+    sync_cursors: sa.Table
 
-redirects = sa.Table(
-    "redirects",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("from_path", sa.Text, nullable=False),
-    sa.Column("from_slug", sa.Text),
-    sa.Column("to_path", sa.Text, nullable=False),
-    sa.Column("to_slug", sa.Text),
-    sa.Column("commit_sha", sa.String(64), nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-)
 
-sync_batches = sa.Table(
-    "sync_batches",
-    metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("repo", sa.Text, nullable=False),
-    sa.Column("base_commit", sa.String(64)),
-    sa.Column("head_commit", sa.String(64), nullable=False),
-    sa.Column("total", sa.Integer, nullable=False),
-    sa.Column("items", _json, nullable=False),
-    sa.Column("complete", sa.Boolean, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("finished_at", sa.DateTime(timezone=True)),
-    sa.Column("requests_used", sa.Integer),
-)
+def build_tables(prefix: str = "") -> Tables:
+    """Define the tables, each name starting with ``prefix`` (for example ``docs_``)."""
+    if prefix and not TABLE_PREFIX_PATTERN.match(prefix):
+        raise ConfigurationError(
+            f"invalid table prefix {prefix!r}: use lowercase letters, digits and underscores, "
+            "starting with a letter, at most 30 characters"
+        )
+    metadata = sa.MetaData()
+    documents = sa.Table(f"{prefix}documents", metadata, *_document_columns())
 
-sync_outcomes = sa.Table(
-    "sync_outcomes",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("batch_id", sa.String(36), nullable=False, index=True),
-    sa.Column("path", sa.Text, nullable=False, index=True),
-    sa.Column("blob_sha", sa.String(64)),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("attempts", sa.Integer, nullable=False),
-    sa.Column("retryable", sa.Boolean, nullable=False),
-    sa.Column("error", sa.Text),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-)
+    # Documents a site shows now: not drafts, publish time reached, not expired. Rebuilt whole.
+    published_documents = sa.Table(f"{prefix}published_documents", metadata, *_document_columns())
 
-sync_leases = sa.Table(
-    "sync_leases",
-    metadata,
-    sa.Column("source", sa.Text, primary_key=True),
-    sa.Column("owner", sa.Text, nullable=False),
-    sa.Column("host", sa.Text, nullable=False),
-    sa.Column("pid", sa.Integer, nullable=False),
-    sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
-)
+    redirects = sa.Table(
+        f"{prefix}redirects",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("from_path", sa.Text, nullable=False),
+        sa.Column("from_slug", sa.Text),
+        sa.Column("to_path", sa.Text, nullable=False),
+        sa.Column("to_slug", sa.Text),
+        sa.Column("commit_sha", sa.String(64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
 
-sync_cursors = sa.Table(
-    "sync_cursors",
-    metadata,
-    sa.Column("source", sa.Text, primary_key=True),
-    sa.Column("cursor", sa.Text, nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-)
+    sync_batches = sa.Table(
+        f"{prefix}sync_batches",
+        metadata,
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("repo", sa.Text, nullable=False),
+        sa.Column("base_commit", sa.String(64)),
+        sa.Column("head_commit", sa.String(64), nullable=False),
+        sa.Column("total", sa.Integer, nullable=False),
+        sa.Column("items", _json, nullable=False),
+        sa.Column("complete", sa.Boolean, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True)),
+        sa.Column("requests_used", sa.Integer),
+    )
+
+    sync_outcomes = sa.Table(
+        f"{prefix}sync_outcomes",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("batch_id", sa.String(36), nullable=False, index=True),
+        sa.Column("path", sa.Text, nullable=False, index=True),
+        sa.Column("blob_sha", sa.String(64)),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("retryable", sa.Boolean, nullable=False),
+        sa.Column("error", sa.Text),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
+
+    sync_leases = sa.Table(
+        f"{prefix}sync_leases",
+        metadata,
+        sa.Column("source", sa.Text, primary_key=True),
+        sa.Column("owner", sa.Text, nullable=False),
+        sa.Column("host", sa.Text, nullable=False),
+        sa.Column("pid", sa.Integer, nullable=False),
+        sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    )
+
+    sync_cursors = sa.Table(
+        f"{prefix}sync_cursors",
+        metadata,
+        sa.Column("source", sa.Text, primary_key=True),
+        sa.Column("cursor", sa.Text, nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    return Tables(
+        metadata,
+        documents,
+        published_documents,
+        redirects,
+        sync_batches,
+        sync_outcomes,
+        sync_leases,
+        sync_cursors,
+    )
 
 
 @dataclass(frozen=True)
@@ -151,11 +186,12 @@ def as_utc(value: datetime | None) -> datetime | None:
 class ContentStore:
     """Reads and writes the content tables through one SQLAlchemy engine."""
 
-    def __init__(self, url: str, *, engine: Engine | None = None) -> None:
+    def __init__(self, url: str, *, table_prefix: str = "", engine: Engine | None = None) -> None:
         """Connect to ``url`` (any SQLAlchemy URL) and create the tables if they are missing."""
         self.url = url
         self.engine = engine or create_engine(url)
-        metadata.create_all(self.engine)
+        self.tables = build_tables(table_prefix)
+        self.tables.metadata.create_all(self.engine)
 
     def dispose(self) -> None:
         """Close every pooled connection."""
@@ -169,7 +205,7 @@ class ContentStore:
 
     def stored_blobs(self) -> dict[str, str]:
         """Return path -> blob SHA for every stored document."""
-        query = sa.select(documents.c.path, documents.c.blob_sha)
+        query = sa.select(self.tables.documents.c.path, self.tables.documents.c.blob_sha)
         with self.engine.connect() as connection:
             return {row.path: row.blob_sha for row in connection.execute(query)}
 
@@ -180,15 +216,15 @@ class ContentStore:
         stays settled until its blob SHA changes, so the sensor does not request it again.
         """
         latest = (
-            sa.select(sa.func.max(sync_outcomes.c.id).label("id"))
-            .group_by(sync_outcomes.c.path)
+            sa.select(sa.func.max(self.tables.sync_outcomes.c.id).label("id"))
+            .group_by(self.tables.sync_outcomes.c.path)
             .subquery()
         )
         query = (
-            sa.select(sync_outcomes.c.path, sync_outcomes.c.blob_sha)
-            .join(latest, latest.c.id == sync_outcomes.c.id)
-            .where(sync_outcomes.c.status.in_(("failed", "skipped")))
-            .where(sync_outcomes.c.retryable.is_(False))
+            sa.select(self.tables.sync_outcomes.c.path, self.tables.sync_outcomes.c.blob_sha)
+            .join(latest, latest.c.id == self.tables.sync_outcomes.c.id)
+            .where(self.tables.sync_outcomes.c.status.in_(("failed", "skipped")))
+            .where(self.tables.sync_outcomes.c.retryable.is_(False))
         )
         with self.engine.connect() as connection:
             return {row.path: row.blob_sha for row in connection.execute(query)}
@@ -197,10 +233,10 @@ class ContentStore:
         """Count the files of a batch whose failure may pass on a later attempt."""
         query = (
             sa.select(sa.func.count())
-            .select_from(sync_outcomes)
-            .where(sync_outcomes.c.batch_id == batch_id)
-            .where(sync_outcomes.c.status == "failed")
-            .where(sync_outcomes.c.retryable.is_(True))
+            .select_from(self.tables.sync_outcomes)
+            .where(self.tables.sync_outcomes.c.batch_id == batch_id)
+            .where(self.tables.sync_outcomes.c.status == "failed")
+            .where(self.tables.sync_outcomes.c.retryable.is_(True))
         )
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
@@ -228,31 +264,37 @@ class ContentStore:
             "requests_used": requests_used,
         }
         with self.engine.begin() as connection:
-            connection.execute(sa.insert(sync_batches), row)
+            connection.execute(sa.insert(self.tables.sync_batches), row)
         return Batch(finished_at=None, **row)
 
     def get_batch(self, batch_id: str) -> Batch | None:
         """Return a batch by id, or None."""
-        query = sa.select(sync_batches).where(sync_batches.c.id == batch_id)
+        query = sa.select(self.tables.sync_batches).where(
+            self.tables.sync_batches.c.id == batch_id
+        )
         with self.engine.connect() as connection:
             row = connection.execute(query).mappings().first()
         return _batch_from_row(dict(row)) if row else None
 
     def latest_batch(self, repo: str | None = None) -> Batch | None:
         """Return the most recently created batch, optionally of one repository."""
-        query = sa.select(sync_batches).order_by(sync_batches.c.created_at.desc()).limit(1)
+        query = (
+            sa.select(self.tables.sync_batches)
+            .order_by(self.tables.sync_batches.c.created_at.desc())
+            .limit(1)
+        )
         if repo is not None:
-            query = query.where(sync_batches.c.repo == repo)
+            query = query.where(self.tables.sync_batches.c.repo == repo)
         with self.engine.connect() as connection:
             row = connection.execute(query).mappings().first()
         return _batch_from_row(dict(row)) if row else None
 
     def finish_batch(self, batch_id: str, requests_used: int) -> None:
         """Stamp a batch as finished, adding the GitHub requests its run made."""
-        spent = sa.func.coalesce(sync_batches.c.requests_used, 0) + requests_used
+        spent = sa.func.coalesce(self.tables.sync_batches.c.requests_used, 0) + requests_used
         statement = (
-            sa.update(sync_batches)
-            .where(sync_batches.c.id == batch_id)
+            sa.update(self.tables.sync_batches)
+            .where(self.tables.sync_batches.c.id == batch_id)
             .values(finished_at=utc_now(), requests_used=spent)
         )
         with self.engine.begin() as connection:
@@ -270,12 +312,18 @@ class ContentStore:
             if upserts:
                 connection.execute(self._upsert_statement(), [dict(row) for row in upserts])
             if deletes:
-                connection.execute(sa.delete(documents).where(documents.c.path.in_(deletes)))
+                connection.execute(
+                    sa.delete(self.tables.documents).where(
+                        self.tables.documents.c.path.in_(deletes)
+                    )
+                )
             if outcomes:
-                connection.execute(sa.insert(sync_outcomes), [_outcome_row(o) for o in outcomes])
+                connection.execute(
+                    sa.insert(self.tables.sync_outcomes), [_outcome_row(o) for o in outcomes]
+                )
             if redirect_rows:
                 rows = [{"created_at": utc_now(), **row} for row in redirect_rows]
-                connection.execute(sa.insert(redirects), rows)
+                connection.execute(sa.insert(self.tables.redirects), rows)
 
     def refresh_published(self, now: datetime) -> int:
         """Rebuild `published_documents` as of ``now`` and return its row count.
@@ -284,34 +332,49 @@ class ContentStore:
         ``publish_at``, else its ``date``, as Hugo and Jekyll hold back future posts) and its
         ``expire_at``, if any, is still ahead.
         """
-        publish_time = sa.func.coalesce(documents.c.publish_at, documents.c.date)
-        visible = sa.select(documents).where(
-            documents.c.draft.is_(False),
-            sa.or_(publish_time.is_(None), publish_time <= now),
-            sa.or_(documents.c.expire_at.is_(None), documents.c.expire_at > now),
+        publish_time = sa.func.coalesce(
+            self.tables.documents.c.publish_at, self.tables.documents.c.date
         )
-        names = [column.name for column in documents.columns]
+        visible = sa.select(self.tables.documents).where(
+            self.tables.documents.c.draft.is_(False),
+            sa.or_(publish_time.is_(None), publish_time <= now),
+            sa.or_(
+                self.tables.documents.c.expire_at.is_(None),
+                self.tables.documents.c.expire_at > now,
+            ),
+        )
+        names = [column.name for column in self.tables.documents.columns]
         with self.engine.begin() as connection:
-            connection.execute(sa.delete(published_documents))
-            connection.execute(sa.insert(published_documents).from_select(names, visible))
+            connection.execute(sa.delete(self.tables.published_documents))
+            connection.execute(
+                sa.insert(self.tables.published_documents).from_select(names, visible)
+            )
             count = connection.execute(
-                sa.select(sa.func.count()).select_from(published_documents)
+                sa.select(sa.func.count()).select_from(self.tables.published_documents)
             ).scalar_one()
         return int(count)
 
     def publish_events_between(self, after: datetime, until: datetime) -> int:
         """Count publish and expiry times that fall in ``(after, until]``."""
-        columns = (documents.c.publish_at, documents.c.date, documents.c.expire_at)
+        columns = (
+            self.tables.documents.c.publish_at,
+            self.tables.documents.c.date,
+            self.tables.documents.c.expire_at,
+        )
         conditions = [sa.and_(column > after, column <= until) for column in columns]
-        query = sa.select(sa.func.count()).select_from(documents).where(sa.or_(*conditions))
+        query = (
+            sa.select(sa.func.count())
+            .select_from(self.tables.documents)
+            .where(sa.or_(*conditions))
+        )
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
 
     def duplicate_published_slugs(self) -> dict[str, list[str]]:
         """Return slug -> paths for every slug that more than one published document uses."""
-        query = sa.select(published_documents.c.slug, published_documents.c.path).order_by(
-            published_documents.c.slug, published_documents.c.path
-        )
+        query = sa.select(
+            self.tables.published_documents.c.slug, self.tables.published_documents.c.path
+        ).order_by(self.tables.published_documents.c.slug, self.tables.published_documents.c.path)
         by_slug: dict[str, list[str]] = {}
         with self.engine.connect() as connection:
             for slug, path in connection.execute(query):
@@ -320,7 +383,7 @@ class ContentStore:
 
     def redirect_rows(self) -> list[dict[str, Any]]:
         """Return every redirect, oldest first."""
-        query = sa.select(redirects).order_by(redirects.c.id)
+        query = sa.select(self.tables.redirects).order_by(self.tables.redirects.c.id)
         with self.engine.connect() as connection:
             return [dict(row) for row in connection.execute(query).mappings()]
 
@@ -333,7 +396,7 @@ class ContentStore:
         wanted = list(paths)
         if not wanted:
             return {}
-        query = sa.select(documents).where(documents.c.path.in_(wanted))
+        query = sa.select(self.tables.documents).where(self.tables.documents.c.path.in_(wanted))
         with self.engine.connect() as connection:
             return {row["path"]: dict(row) for row in connection.execute(query).mappings()}
 
@@ -350,9 +413,9 @@ class ContentStore:
     def outcomes(self, batch_id: str) -> list[dict[str, Any]]:
         """Return the outcome rows of a batch in insertion order."""
         query = (
-            sa.select(sync_outcomes)
-            .where(sync_outcomes.c.batch_id == batch_id)
-            .order_by(sync_outcomes.c.id)
+            sa.select(self.tables.sync_outcomes)
+            .where(self.tables.sync_outcomes.c.batch_id == batch_id)
+            .order_by(self.tables.sync_outcomes.c.id)
         )
         with self.engine.connect() as connection:
             return [dict(row) for row in connection.execute(query).mappings()]
@@ -360,23 +423,25 @@ class ContentStore:
     def outcome_counts(self, batch_id: str) -> dict[str, int]:
         """Count a batch's outcome rows by status: the batch's progress."""
         query = (
-            sa.select(sync_outcomes.c.status, sa.func.count())
-            .where(sync_outcomes.c.batch_id == batch_id)
-            .group_by(sync_outcomes.c.status)
+            sa.select(self.tables.sync_outcomes.c.status, sa.func.count())
+            .where(self.tables.sync_outcomes.c.batch_id == batch_id)
+            .group_by(self.tables.sync_outcomes.c.status)
         )
         with self.engine.connect() as connection:
             counts = {status: int(count) for status, count in connection.execute(query)}
         return {status: counts.get(status, 0) for status in OUTCOME_STATUSES}
 
     def document_count(self) -> int:
-        """Count the stored documents."""
-        query = sa.select(sa.func.count()).select_from(documents)
+        """Count the stored self.tables.documents."""
+        query = sa.select(sa.func.count()).select_from(self.tables.documents)
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
 
     def load_cursor(self, source: str) -> str | None:
         """Return the sensor cursor the CLI saved for ``source``, if any."""
-        query = sa.select(sync_cursors.c.cursor).where(sync_cursors.c.source == source)
+        query = sa.select(self.tables.sync_cursors.c.cursor).where(
+            self.tables.sync_cursors.c.source == source
+        )
         with self.engine.connect() as connection:
             value = connection.execute(query).scalar_one_or_none()
         return str(value) if value is not None else None
@@ -384,21 +449,27 @@ class ContentStore:
     def save_cursor(self, source: str, cursor: str) -> None:
         """Store the sensor cursor for ``source``, replacing the previous one."""
         with self.engine.begin() as connection:
-            connection.execute(sa.delete(sync_cursors).where(sync_cursors.c.source == source))
             connection.execute(
-                sa.insert(sync_cursors),
+                sa.delete(self.tables.sync_cursors).where(
+                    self.tables.sync_cursors.c.source == source
+                )
+            )
+            connection.execute(
+                sa.insert(self.tables.sync_cursors),
                 {"source": source, "cursor": cursor, "updated_at": utc_now()},
             )
 
     def _upsert_statement(self) -> Any:
         dialect = self.engine.dialect.name
         if dialect == "postgresql":
-            insert: Any = postgresql.insert(documents)
+            insert: Any = postgresql.insert(self.tables.documents)
         elif dialect == "sqlite":
-            insert = sqlite.insert(documents)
+            insert = sqlite.insert(self.tables.documents)
         else:
             raise NotImplementedError(f"content store dialect {dialect!r} is not supported")
-        updated = {c.name: insert.excluded[c.name] for c in documents.c if c.name != "path"}
+        updated = {
+            c.name: insert.excluded[c.name] for c in self.tables.documents.c if c.name != "path"
+        }
         return insert.on_conflict_do_update(index_elements=["path"], set_=updated)
 
 

@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from wryte_pipeline.locks import LeaseHeldError, SyncLease, hold_lease
-from wryte_pipeline.store import sync_leases, utc_now
+from wryte_pipeline.store import utc_now
 
 
 def test_lease_acquire_and_release(store):
@@ -36,7 +36,7 @@ def test_lease_taken_from_dead_process(store):
     )
     SyncLease(store, "octo/blog@main", "run-1").acquire(0)
     with store.engine.begin() as connection:
-        connection.execute(sa.update(sync_leases).values(pid=int(dead.stdout)))
+        connection.execute(sa.update(store.tables.sync_leases).values(pid=int(dead.stdout)))
     other = SyncLease(store, "octo/blog@main", "run-2")
     assert other.try_acquire() is None
     assert other.holder().owner == "run-2"
@@ -46,7 +46,7 @@ def test_lease_taken_after_expiry(store):
     SyncLease(store, "octo/blog@main", "run-1").acquire(0)
     with store.engine.begin() as connection:
         connection.execute(
-            sa.update(sync_leases).values(
+            sa.update(store.tables.sync_leases).values(
                 expires_at=utc_now() - timedelta(seconds=1), host="another-host"
             )
         )

@@ -181,7 +181,6 @@ def test_sensor_fails_run_of_dead_worker(instance, repo, tmp_path):
     import sqlalchemy as sa
 
     from wryte_pipeline.locks import SyncLease, lease_key
-    from wryte_pipeline.store import sync_leases
 
     resource = local_resource(repo, tmp_path)
     first = tick(instance, resource)
@@ -201,7 +200,7 @@ def test_sensor_fails_run_of_dead_worker(instance, repo, tmp_path):
         check=True,
     )
     with store.engine.begin() as connection:
-        connection.execute(sa.update(sync_leases).values(pid=int(dead.stdout)))
+        connection.execute(sa.update(store.tables.sync_leases).values(pid=int(dead.stdout)))
 
     second = tick(instance, resource, first.cursor)
 
