@@ -34,28 +34,33 @@ PRIMARY_LIMIT = 5000
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def loopback_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Return the environment without proxy, GitHub, Wryte or Dagster settings.
+def loopback_environment(code_root: Path = PROJECT_ROOT) -> dict[str, str]:
+    """Return an environment without proxy, GitHub, Wryte or Dagster settings.
 
     Child processes then reach only the fake server named in their arguments, never a proxy or
-    a real GitHub host that a developer's variables point at.
+    a real GitHub host that a developer's variables point at. ``PYTHONPATH`` is ``code_root``,
+    the folder whose packages the child imports.
     """
-    source = os.environ if base is None else base
-    dropped = ("WRYTE_", "GITHUB_", "DAGSTER_")
-    return {
+    dropped = ("WRYTE_", "GITHUB_", "DAGSTER_", "PYTHONPATH")
+    environment = {
         name: value
-        for name, value in source.items()
+        for name, value in os.environ.items()
         if not name.startswith(dropped) and not name.lower().endswith("_proxy")
     }
+    environment["PYTHONPATH"] = str(code_root)
+    return environment
 
 
 class FakeGitHubProcess:
     """``python -m wryte_pipeline_tests.fake_github`` serving the given repositories."""
 
-    def __init__(self, repos: Mapping[str, Path], log_path: Path) -> None:
+    def __init__(
+        self, repos: Mapping[str, Path], log_path: Path, code_root: Path = PROJECT_ROOT
+    ) -> None:
         """Prepare the command; ``repos`` maps ``owner/name`` to a git work tree."""
         self.repos = dict(repos)
         self.log_path = log_path
+        self.code_root = code_root
         self.url = ""
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -91,8 +96,8 @@ class FakeGitHubProcess:
         with self.log_path.open("wb") as log:
             self._process = subprocess.Popen(
                 command,
-                cwd=PROJECT_ROOT,
-                env=loopback_environment(),
+                cwd=self.code_root,
+                env=loopback_environment(self.code_root),
                 stdout=subprocess.PIPE,
                 stderr=log,
             )

@@ -58,10 +58,10 @@ class PipelineTarget:
         """SQLite file of the content store."""
         return self.folder / "content.db"
 
-    def environment(self, full_name: str, api_url: str) -> dict[str, str]:
+    def environment(self, full_name: str, api_url: str, code_root: Path) -> dict[str, str]:
         """Return the sync command's environment: repository, fake URL, store and instance."""
         return {
-            **loopback_environment(),
+            **loopback_environment(code_root),
             "WRYTE_REPO": full_name,
             "WRYTE_GITHUB_API_URL": api_url,
             "WRYTE_DATABASE_URL": f"sqlite:///{self.content_database}",
@@ -127,13 +127,17 @@ def run_sync(
     full_name: str,
     api_url: str,
     *,
+    code_root: Path,
     timeout_seconds: float,
     probe: Callable[[], bool] | None = None,
 ) -> Measurement:
-    """Run one ``python -m wryte_pipeline sync`` against the target, measured."""
+    """Run one ``python -m wryte_pipeline sync`` against the target, measured.
+
+    The pipeline is imported from ``code_root``.
+    """
     return run_measured(
         SYNC_COMMAND,
-        env=target.environment(full_name, api_url),
+        env=target.environment(full_name, api_url, code_root),
         cwd=target.folder,
         timeout_seconds=timeout_seconds,
         probe=probe,

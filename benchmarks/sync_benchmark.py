@@ -33,6 +33,7 @@ from benchmarks.pipeline_runs import INSTANCE_STORAGES, postgres_databases
 from benchmarks.repos import CORPORA, HUGO_CORPUS, build_synthetic_repo, clone, markdown_blobs
 from benchmarks.results import Result, render_results
 from benchmarks.run_shape import render_run_shape
+from benchmarks.snapshot import export_snapshot
 from benchmarks.targets import evaluate, render_checks
 from benchmarks.workloads import (
     HUGO_REPO,
@@ -58,20 +59,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = datetime.now(UTC)
     load_before = os.getloadavg()[0]
     storages = INSTANCE_STORAGES if args.instance_storage == "both" else (args.instance_storage,)
-    options = Options(
-        workloads=args.workloads,
-        storages=storages,
-        sample=args.sample if args.quick else None,
-        repeat=args.repeat,
-        log_dir=args.log_dir,
-    )
     if args.log_dir is not None:
         args.log_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="wryte-bench-") as folder:
-        results = run_benchmark(options, Path(folder), args.synthetic_files)
+        workdir = Path(folder)
+        code_root, version = _code_under_test(args.pipeline_ref, workdir)
+        options = Options(
+            workloads=args.workloads,
+            storages=storages,
+            sample=args.sample if args.quick else None,
+            repeat=args.repeat,
+            log_dir=args.log_dir,
+            code_root=code_root,
+        )
+        results = run_benchmark(options, workdir, args.synthetic_files)
     command = shlex.join(["python", "-m", "benchmarks.sync_benchmark", *(argv or sys.argv[1:])])
     load = (load_before, os.getloadavg()[0])
-    report = render_report(results, started, command, load)
+    report = render_report(results, started, f"`{command}` on {version}", load)
     print(report)
     if args.output is not None:
         args.output.write_text(report + "\n")
@@ -83,7 +87,9 @@ def run_benchmark(options: Options, workdir: Path, synthetic_files: int) -> list
     repositories = prepare_repositories(options.workloads, workdir, synthetic_files)
     served = {name: repository.work_tree for name, repository in repositories.items()}
     with ExitStack() as stack:
-        server = stack.enter_context(FakeGitHubProcess(served, workdir / "fake-github.log"))
+        server = stack.enter_context(
+            FakeGitHubProcess(served, workdir / "fake-github.log", options.code_root)
+        )
         server.set_faults(
             latency_seconds=LATENCY_SECONDS,
             secondary_limit_concurrency=SECONDARY_LIMIT_CONCURRENCY,
@@ -122,7 +128,7 @@ def render_report(
     """
     sections = [
         f"Run {started:%Y-%m-%d %H:%M} UTC on {describe_machine()}.",
-        f"Command: `{command}`, at commit {describe_commit()}.",
+        f"Command: {command}.",
         f"Load average (1 minute): {load[0]:.2f} at the start, {load[1]:.2f} at the end.",
         f"Fake GitHub: {LATENCY_SECONDS * 1000:.0f} ms latency per API request, secondary "
         f"rate limit above {SECONDARY_LIMIT_CONCURRENCY} requests in flight "
@@ -150,6 +156,14 @@ def describe_machine() -> str:
         f"{os.cpu_count()} cores ({model}), {memory_gib:.0f} GiB memory, "
         f"Python {platform.python_version()}, {versions}"
     )
+
+
+def _code_under_test(ref: str | None, workdir: Path) -> tuple[Path, str]:
+    """Return the folder to import the pipeline from, and a description of that code."""
+    if ref is None:
+        return PROJECT_ROOT, f"the work tree at {describe_commit()}"
+    sha = export_snapshot(ref, workdir / "snapshot")
+    return workdir / "snapshot", f"commit {sha} (`--pipeline-ref {ref}`)"
 
 
 def describe_commit() -> str:
@@ -243,6 +257,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"files in the synthetic repository (default {SYNTHETIC_FILES})",
     )
     parser.add_argument("--output", type=Path, help="also write the Markdown report to this file")
+    parser.add_argument(
+        "--pipeline-ref",
+        help="measure the pipeline and the fake server as committed at this git ref instead "
+        "of the work tree",
+    )
     parser.add_argument("--log-dir", type=Path, help="save each contender's output in this folder")
     return parser.parse_args(argv)
 

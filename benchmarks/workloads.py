@@ -66,6 +66,7 @@ class Options:
         sample: files for the sequential baseline to sync before extrapolating; None for all.
         repeat: imports of hugo-docs by the pipeline and the floor; the median is recorded.
         log_dir: folder that receives each contender's output, or None to discard it.
+        code_root: folder the pipeline, the fake server and the contenders are imported from.
     """
 
     workloads: Sequence[str]
@@ -73,6 +74,7 @@ class Options:
     sample: int | None
     repeat: int = 1
     log_dir: Path | None = None
+    code_root: Path = PROJECT_ROOT
 
 
 class Benchmark:
@@ -168,7 +170,11 @@ class Benchmark:
         for target in self._hugo_targets.values():
             self._log(f"setup: importing hugo-docs into the {target.storage} target")
             measurement = run_sync(
-                target, HUGO_REPO, self.server.url, timeout_seconds=SYNC_TIMEOUT_SECONDS
+                target,
+                HUGO_REPO,
+                self.server.url,
+                code_root=self.options.code_root,
+                timeout_seconds=SYNC_TIMEOUT_SECONDS,
             )
             if measurement.returncode != 0:
                 raise BenchmarkError(
@@ -205,6 +211,7 @@ class Benchmark:
             target,
             full_name,
             self.server.url,
+            code_root=self.options.code_root,
             timeout_seconds=SYNC_TIMEOUT_SECONDS,
             probe=all_landed if wanted else None,
         )
@@ -260,8 +267,8 @@ class Benchmark:
         self.server.start_round()
         measurement = run_measured(
             command,
-            env=loopback_environment(),
-            cwd=PROJECT_ROOT,
+            env=loopback_environment(self.options.code_root),
+            cwd=self.options.code_root,
             timeout_seconds=timeout_seconds,
         )
         stats = self.server.stats()

@@ -4,17 +4,59 @@ The table equals the repository, published slugs are unique, and the last batch 
 file.
 """
 
+from dataclasses import dataclass
+
 import dagster as dg
 
-from wryte_pipeline.assets import content_table, published_documents
+from wryte_pipeline.assets import DEFAULT_ASSETS, RepositoryAssets
 from wryte_pipeline.resources import WryteResource
 from wryte_pipeline.source import matches_patterns
 
 MAX_LISTED_PATHS = 20
 
 
-@dg.asset_check(asset=content_table, description="Same paths and blob SHAs as the branch head.")
-def content_matches_repository(wryte: WryteResource) -> dg.AssetCheckResult:
+@dataclass(frozen=True)
+class RepositoryChecks:
+    """The asset checks of one repository."""
+
+    content_matches_repository: dg.AssetChecksDefinition
+    last_batch_parsed: dg.AssetChecksDefinition
+    published_slugs_unique: dg.AssetChecksDefinition
+
+    @property
+    def all(self) -> list[dg.AssetChecksDefinition]:
+        """Return every check of the repository."""
+        return [
+            self.content_matches_repository,
+            self.last_batch_parsed,
+            self.published_slugs_unique,
+        ]
+
+
+def build_checks(assets: RepositoryAssets) -> RepositoryChecks:
+    """Define the asset checks of one repository."""
+    config = assets.config
+
+    @dg.asset_check(
+        asset=assets.content_table, description="Same paths and blob SHAs as the branch head."
+    )
+    def content_matches_repository(wryte: WryteResource) -> dg.AssetCheckResult:
+        return check_matches_repository(wryte.for_repository(config))
+
+    @dg.asset_check(asset=assets.content_table, description="Every file of the last batch parsed.")
+    def last_batch_parsed(wryte: WryteResource) -> dg.AssetCheckResult:
+        return check_last_batch_parsed(wryte.for_repository(config))
+
+    @dg.asset_check(
+        asset=assets.published_documents, description="No two published documents share a slug."
+    )
+    def published_slugs_unique(wryte: WryteResource) -> dg.AssetCheckResult:
+        return check_slugs_unique(wryte.for_repository(config))
+
+    return RepositoryChecks(content_matches_repository, last_batch_parsed, published_slugs_unique)
+
+
+def check_matches_repository(wryte: WryteResource) -> dg.AssetCheckResult:
     """Compare `documents` with one tree request at the branch head.
 
     Files that failed to parse are reported here too: the table lacks them, so it does not
@@ -48,8 +90,7 @@ def content_matches_repository(wryte: WryteResource) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=published_documents, description="No two published documents share a slug.")
-def published_slugs_unique(wryte: WryteResource) -> dg.AssetCheckResult:
+def check_slugs_unique(wryte: WryteResource) -> dg.AssetCheckResult:
     """Name every slug that two or more published documents use, with their files."""
     duplicates = wryte.open_store().duplicate_published_slugs()
     lines = [
@@ -65,8 +106,7 @@ def published_slugs_unique(wryte: WryteResource) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=content_table, description="Every file of the last batch parsed.")
-def last_batch_parsed(wryte: WryteResource) -> dg.AssetCheckResult:
+def check_last_batch_parsed(wryte: WryteResource) -> dg.AssetCheckResult:
     """Name the files whose front matter could not be parsed in the latest batch."""
     store = wryte.open_store()
     batch = store.latest_batch()
@@ -99,3 +139,6 @@ def _path_table(missing: list[str], stale: list[str], extra: list[str]) -> str:
     lines = ["| difference | path |", "|---|---|"]
     lines += [f"| {kind} | `{path}` |" for kind, path in rows]
     return "\n".join(lines)
+
+
+DEFAULT_CHECKS = build_checks(DEFAULT_ASSETS)

@@ -29,6 +29,7 @@ from wryte_pipeline.errors import (
 )
 from wryte_pipeline.partitions import partition_key_for_path
 from wryte_pipeline.report import build_report, render_progress, render_text
+from wryte_pipeline.repositories import RepositoryConfig, load_repository_configs
 from wryte_pipeline.resources import WryteResource
 from wryte_pipeline.sensors import RATE_LIMIT_SKIP_PREFIX, SensorCursor
 from wryte_pipeline.store import Batch, ContentStore
@@ -64,10 +65,16 @@ def _build_parser() -> argparse.ArgumentParser:
         default=100,
         help="most sensor ticks to run before stopping (default 100)",
     )
+    sync.add_argument(
+        "--repository", help="name of one repository in WRYTE_CONFIG (default: all of them)"
+    )
     sync.set_defaults(handler=run_sync)
     status = commands.add_parser("status", help="print a batch's progress from outcome rows")
     status.add_argument("batch", nargs="?", help="batch id (default: the latest batch)")
     status.add_argument("--watch", action="store_true", help="redraw until the batch ends")
+    status.add_argument(
+        "--repository", help="name of the repository in WRYTE_CONFIG (default: the first)"
+    )
     status.set_defaults(handler=run_status)
     keys = commands.add_parser("partition-key", help="print the partition key of each path")
     keys.add_argument("paths", nargs="+", help="file paths in the repository")
@@ -76,32 +83,48 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def run_sync(args: argparse.Namespace, out: TextIO) -> int:
-    """Run sensor ticks and their runs in this process until nothing is left to do."""
+    """Sync each selected repository, tick after tick, until nothing is left to do."""
     from wryte_pipeline.definitions import defs
 
-    resource = WryteResource()
+    statuses = []
+    with _open_instance() as instance:
+        for config in _selected_configs(args.repository):
+            if config.name:
+                out.write(f"repository {config.name}: {config.repo}\n")
+            statuses.append(_sync_repository(defs, instance, config, args.max_ticks, out))
+    return max(statuses)
+
+
+def _sync_repository(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    config: RepositoryConfig,
+    max_ticks: int,
+    out: TextIO,
+) -> int:
+    resource = WryteResource().for_repository(config)
     store = resource.open_store()
     settings = resource.settings()
     cursor_key = f"cli:{settings.repository}@{settings.branch or ''}"
     cursor = store.load_cursor(cursor_key)
     batches: list[Batch] = []
     work_left = True
-    with _open_instance() as instance:
-        for _tick in range(args.max_ticks):
-            result = _evaluate_sensor(defs, instance, resource, cursor)
-            if isinstance(result, dg.SensorResult) and result.cursor:
-                cursor = result.cursor
-            if isinstance(result, dg.SkipReason) or not result.run_requests:
-                reason = _print_skip(result, out)
-                work_left = reason.startswith(RATE_LIMIT_SKIP_PREFIX)
-                break
-            _apply_partition_requests(instance, result.dynamic_partitions_requests or [])
-            batch = _execute_run(defs, instance, store, result.run_requests[0], out)
-            batches.append(batch)
-            store.save_cursor(cursor_key, cursor or "")
-            if SensorCursor.parse(cursor).complete:
-                work_left = False
-                break
+    for _tick in range(max_ticks):
+        result = _evaluate_sensor(defs, instance, config, cursor)
+        if isinstance(result, dg.SensorResult) and result.cursor:
+            cursor = result.cursor
+        if isinstance(result, dg.SkipReason) or not result.run_requests:
+            reason = _print_skip(result, out)
+            work_left = reason.startswith(RATE_LIMIT_SKIP_PREFIX)
+            break
+        _apply_partition_requests(instance, result.dynamic_partitions_requests or [])
+        job_name = config.qualified("sync_job")
+        batch = _execute_run(defs, instance, store, job_name, result.run_requests[0], out)
+        batches.append(batch)
+        store.save_cursor(cursor_key, cursor or "")
+        if SensorCursor.parse(cursor).complete:
+            work_left = False
+            break
     if cursor:
         store.save_cursor(cursor_key, cursor)
     status = _print_reports(store, batches, out)
@@ -111,9 +134,23 @@ def run_sync(args: argparse.Namespace, out: TextIO) -> int:
     return status
 
 
+def _selected_configs(name: str | None) -> list[RepositoryConfig]:
+    configs = load_repository_configs()
+    if name is None:
+        return configs
+    chosen = [config for config in configs if config.name == name]
+    if not chosen:
+        names = ", ".join(repr(config.name) for config in configs if config.name) or "none"
+        raise ConfigurationError(
+            f"repository {name!r} not found in WRYTE_CONFIG; configured repositories: {names}"
+        )
+    return chosen
+
+
 def run_status(args: argparse.Namespace, out: TextIO) -> int:
     """Print a batch's progress, redrawing with ``--watch`` until every file has an outcome."""
-    store = WryteResource().open_store()
+    config = _selected_configs(args.repository)[0]
+    store = WryteResource().for_repository(config).open_store()
     batch = store.get_batch(args.batch) if args.batch else store.latest_batch()
     if batch is None:
         raise ConfigurationError(
@@ -149,12 +186,12 @@ def _open_instance() -> dg.DagsterInstance:
 def _evaluate_sensor(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
-    resource: WryteResource,
+    config: RepositoryConfig,
     cursor: str | None,
 ) -> dg.SensorResult | dg.SkipReason:
-    sensor = defs.resolve_sensor_def("repository_sensor")
+    sensor = defs.resolve_sensor_def(config.qualified("repository_sensor"))
     with dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources={"wryte": resource}, definitions=defs
+        instance=instance, cursor=cursor, resources={"wryte": WryteResource()}, definitions=defs
     ) as context:
         result: Any = sensor(context)
     return result  # type: ignore[no-any-return]
@@ -175,6 +212,7 @@ def _execute_run(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
     store: ContentStore,
+    job_name: str,
     request: dg.RunRequest,
     out: TextIO,
 ) -> Batch:
@@ -186,7 +224,7 @@ def _execute_run(
     watcher = threading.Thread(target=_watch_progress, args=(store, batch, stop, out), daemon=True)
     watcher.start()
     try:
-        job = defs.resolve_job_def("sync_job")
+        job = defs.resolve_job_def(job_name)
         result = job.execute_in_process(
             instance=instance,
             tags=dict(request.tags),

@@ -1,44 +1,60 @@
-"""The code location: assets, jobs, the repository sensor and the resource.
+"""The code location: assets, jobs, sensors, schedules, checks and the resource.
 
-Loading this module reads no setting and touches neither the network nor a database.
+One repository comes from the ``WRYTE_*`` variables, or several from the file named by
+``WRYTE_CONFIG``. Loading this module reads that file, but no other setting, and touches
+neither the network nor a database.
 """
 
 import dagster as dg
 
-from wryte_pipeline.assets import (
-    batch_report,
-    content_table,
-    markdown_document,
-    published_documents,
-)
-from wryte_pipeline.checks import (
-    content_matches_repository,
-    last_batch_parsed,
-    published_slugs_unique,
-)
-from wryte_pipeline.partitions import markdown_files
+from wryte_pipeline.assets import DEFAULT_ASSETS, AssetJob, RepositoryAssets, build_assets
+from wryte_pipeline.checks import DEFAULT_CHECKS, build_checks
+from wryte_pipeline.repositories import RepositoryConfig, load_repository_configs
 from wryte_pipeline.resources import WryteResource
-from wryte_pipeline.schedules import (
-    content_check_job,
-    content_check_schedule,
-    publish_job,
-    publish_schedule,
-)
-from wryte_pipeline.sensors import repository_sensor, sync_job
+from wryte_pipeline.schedules import DEFAULT_SCHEDULES, build_schedules
+from wryte_pipeline.sensors import build_sensor, build_sync_job, repository_sensor, sync_job
 
-markdown_document_job = dg.define_asset_job(
-    "markdown_document_job",
-    selection=[markdown_document],
-    partitions_def=markdown_files,
-    description="Fetch, parse and store chosen files; for backfills over file partitions.",
-)
 
-defs = dg.Definitions(
-    assets=[markdown_document, content_table, batch_report, published_documents],
-    asset_checks=[content_matches_repository, last_batch_parsed, published_slugs_unique],
-    jobs=[sync_job, markdown_document_job, publish_job, content_check_job],
-    sensors=[repository_sensor],
-    schedules=[publish_schedule, content_check_schedule],
-    resources={"wryte": WryteResource()},
-    executor=dg.in_process_executor,
-)
+def build_definitions(configs: list[RepositoryConfig]) -> dg.Definitions:
+    """Assemble the definitions of every repository; they share the resource and run queue."""
+    parts = [_repository_definitions(config) for config in configs]
+    return dg.Definitions.merge(
+        *parts,
+        dg.Definitions(resources={"wryte": WryteResource()}, executor=dg.in_process_executor),
+    )
+
+
+def _repository_definitions(config: RepositoryConfig) -> dg.Definitions:
+    if config.name is None:
+        assets, checks, schedules = DEFAULT_ASSETS, DEFAULT_CHECKS, DEFAULT_SCHEDULES
+        job, sensor = sync_job, repository_sensor
+    else:
+        assets = build_assets(config)
+        checks = build_checks(assets)
+        schedules = build_schedules(assets, checks)
+        job = build_sync_job(assets, checks)
+        sensor = build_sensor(assets, job)
+    return dg.Definitions(
+        assets=assets.all,
+        asset_checks=checks.all,
+        jobs=[
+            job,
+            _document_job(assets),
+            schedules.publish_job,
+            schedules.content_check_job,
+        ],
+        sensors=[sensor],
+        schedules=[schedules.publish_schedule, schedules.content_check_schedule],
+    )
+
+
+def _document_job(assets: RepositoryAssets) -> AssetJob:
+    return dg.define_asset_job(
+        assets.config.qualified("markdown_document_job"),
+        selection=[assets.markdown_document],
+        partitions_def=assets.partitions,
+        description="Fetch, parse and store chosen files; for backfills over file partitions.",
+    )
+
+
+defs = build_definitions(load_repository_configs())

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 from urllib.parse import quote, unquote
 
-import dagster as dg
-
+# Name of the file partitions; a configured repository's name is put in front of it.
 PARTITIONS_NAME = "markdown_files"
-
-markdown_files = dg.DynamicPartitionsDefinition(name=PARTITIONS_NAME)
 
 # Characters kept as they are in keys; everything else, `%` included, is percent-encoded.
 _SAFE_CHARACTERS = "/-_~@+=:"

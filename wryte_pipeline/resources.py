@@ -17,6 +17,7 @@ from pydantic import Field, PrivateAttr
 
 from wryte_pipeline.errors import ConfigurationError
 from wryte_pipeline.github import GitHubSource
+from wryte_pipeline.repositories import RepositoryConfig
 from wryte_pipeline.settings import SAMPLE_BUNDLE, Settings, load_settings
 from wryte_pipeline.source import LocalGitSource, RepositorySource
 from wryte_pipeline.store import ContentStore
@@ -33,26 +34,60 @@ class WryteResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         default="", description="SQLAlchemy URL of the content store; empty: WRYTE_DATABASE_URL"
     )
     api_url: str = Field(default="", description="GitHub REST URL; empty: WRYTE_GITHUB_API_URL")
+    paths: str = Field(default="", description="comma-separated globs; empty: WRYTE_PATHS")
+    token_env: str = Field(
+        default="", description="variable holding this repository's token; empty: GITHUB_TOKEN"
+    )
+    table_prefix: str = Field(default="", description="prefix of the content table names")
 
     _store: ContentStore | None = PrivateAttr(default=None)
 
     def settings(self) -> Settings:
         """Return the environment's settings with this resource's non-empty fields on top."""
         settings = load_settings(os.environ)
-        overrides = {
+        overrides: dict[str, Any] = {
             "repository": self.repository,
             "branch": self.branch,
             "database_url": self.database_url,
             "api_url": self.api_url,
+            "table_prefix": self.table_prefix,
+            "path_patterns": tuple(part.strip() for part in self.paths.split(",") if part.strip()),
+            "token": self._token_from_env(),
         }
-        chosen: dict[str, Any] = {key: value for key, value in overrides.items() if value}
+        chosen = {key: value for key, value in overrides.items() if value}
         return replace(settings, **chosen)
+
+    def for_repository(self, config: RepositoryConfig) -> WryteResource:
+        """Return a copy with one configured repository's settings on top of this one's."""
+        return WryteResource(
+            repository=config.repo or self.repository,
+            branch=config.branch or self.branch,
+            database_url=config.database_url or self.database_url,
+            api_url=self.api_url,
+            paths=",".join(config.paths) or self.paths,
+            token_env=config.token_env or self.token_env,
+            table_prefix=config.table_prefix or self.table_prefix,
+        )
 
     def open_store(self) -> ContentStore:
         """Return the content store, connecting on first use."""
         if self._store is None:
-            self._store = ContentStore(self.settings().resolved_database_url)
+            settings = self.settings()
+            self._store = ContentStore(
+                settings.resolved_database_url, table_prefix=settings.table_prefix
+            )
         return self._store
+
+    def _token_from_env(self) -> str | None:
+        if not self.token_env:
+            return None
+        token = os.environ.get(self.token_env, "").strip()
+        if not token:
+            raise ConfigurationError(
+                f"environment variable {self.token_env!r} is not set: export it with the "
+                "repository's GitHub token, or remove token_env from the repository's settings"
+            )
+        return token
 
     def open_source(self) -> RepositorySource:
         """Return the source for the configured repository."""

@@ -14,10 +14,11 @@ from dataclasses import asdict, dataclass
 
 import dagster as dg
 
-from wryte_pipeline.assets import BATCH_TAG, content_table
-from wryte_pipeline.checks import content_matches_repository
+from wryte_pipeline.assets import DEFAULT_ASSETS, AssetJob, RepositoryAssets
+from wryte_pipeline.batches import BATCH_TAG
+from wryte_pipeline.checks import DEFAULT_CHECKS, RepositoryChecks
 from wryte_pipeline.locks import LEASE_SECONDS, LeaseHolder, SyncLease, lease_key
-from wryte_pipeline.partitions import PARTITIONS_NAME, markdown_files, partition_key_for_path
+from wryte_pipeline.partitions import partition_key_for_path
 from wryte_pipeline.plan import Plan, PlannedItem, find_path_twins, fit_budget, plan_sync
 from wryte_pipeline.resources import WryteResource
 from wryte_pipeline.settings import Settings
@@ -27,13 +28,38 @@ from wryte_pipeline.store import Batch, ContentStore
 SENSOR_INTERVAL_SECONDS = 30
 RATE_LIMIT_SKIP_PREFIX = "GitHub rate limit low"
 
-# The repository check costs two GitHub requests, so it runs on its own schedule, not per sync.
-sync_job = dg.define_asset_job(
-    "sync_job",
-    selection=dg.AssetSelection.assets(content_table).downstream()
-    - dg.AssetSelection.checks(content_matches_repository),
-    description="Apply one sync batch to the content table, then report on it.",
-)
+
+def build_sync_job(assets: RepositoryAssets, checks: RepositoryChecks) -> AssetJob:
+    """Define the job a sensor tick runs: the content table and everything downstream.
+
+    The repository check costs two GitHub requests, so it runs on its own schedule instead.
+    """
+    return dg.define_asset_job(
+        assets.config.qualified("sync_job"),
+        selection=dg.AssetSelection.assets(assets.content_table).downstream()
+        - dg.AssetSelection.checks(checks.content_matches_repository),
+        description="Apply one sync batch to the content table, then report on it.",
+    )
+
+
+def build_sensor(assets: RepositoryAssets, sync_job: AssetJob) -> dg.SensorDefinition:
+    """Define the sensor that watches one repository's branch."""
+    config = assets.config
+
+    @dg.sensor(
+        name=config.qualified("repository_sensor"),
+        job=sync_job,
+        minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def repository_sensor(
+        context: dg.SensorEvaluationContext, wryte: WryteResource
+    ) -> dg.SensorResult | dg.SkipReason:
+        """Request a sync run for the paths that changed since the content table was written."""
+        return evaluate_tick(context, wryte.for_repository(config), assets.partitions)
+
+    return repository_sensor
+
 
 _FINISHED_STATUSES = {
     dg.DagsterRunStatus.SUCCESS,
@@ -75,15 +101,12 @@ class SensorCursor:
         return json.dumps(asdict(self), sort_keys=True)
 
 
-@dg.sensor(
-    job=sync_job,
-    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-)
-def repository_sensor(
-    context: dg.SensorEvaluationContext, wryte: WryteResource
+def evaluate_tick(
+    context: dg.SensorEvaluationContext,
+    wryte: WryteResource,
+    partitions: dg.DynamicPartitionsDefinition,
 ) -> dg.SensorResult | dg.SkipReason:
-    """Request a sync run for the paths that changed since the content table was written."""
+    """Run one tick: head check, budget check, diff, batch, partition requests and run."""
     cursor = SensorCursor.parse(context.cursor)
     store = wryte.open_store()
     if cursor.batch_id and _run_in_flight(context, store, wryte.settings(), cursor.batch_id):
@@ -133,7 +156,7 @@ def repository_sensor(
     )
     return dg.SensorResult(
         run_requests=[dg.RunRequest(run_key=batch.id, tags={BATCH_TAG: batch.id})],
-        dynamic_partitions_requests=partition_requests(context.instance, plan.items),
+        dynamic_partitions_requests=partition_requests(context.instance, partitions, plan.items),
         cursor=next_cursor.serialize(),
     )
 
@@ -149,10 +172,13 @@ def describe_plan(plan: Plan) -> str:
 
 
 def partition_requests(
-    instance: dg.DagsterInstance, items: list[PlannedItem]
+    instance: dg.DagsterInstance,
+    partitions: dg.DynamicPartitionsDefinition,
+    items: list[PlannedItem],
 ) -> list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest]:
     """Add partitions for new paths and delete those of paths that left the repository."""
-    existing = set(instance.get_dynamic_partitions(PARTITIONS_NAME))
+    assert partitions.name is not None
+    existing = set(instance.get_dynamic_partitions(partitions.name))
     added = sorted(
         {partition_key_for_path(item.path) for item in items if item.action != "delete"} - existing
     )
@@ -161,9 +187,9 @@ def partition_requests(
     deleted = sorted({partition_key_for_path(path) for path in gone} & existing)
     requests: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = []
     if added:
-        requests.append(markdown_files.build_add_request(added))
+        requests.append(partitions.build_add_request(added))
     if deleted:
-        requests.append(markdown_files.build_delete_request(deleted))
+        requests.append(partitions.build_delete_request(deleted))
     return requests
 
 
@@ -262,3 +288,7 @@ def _create_batch(
         complete=plan.complete,
         requests_used=source.requests_used,
     )
+
+
+sync_job = build_sync_job(DEFAULT_ASSETS, DEFAULT_CHECKS)
+repository_sensor = build_sensor(DEFAULT_ASSETS, sync_job)

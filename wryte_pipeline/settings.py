@@ -48,6 +48,7 @@ class Settings:
             whichever is larger.
         max_rate_limit_wait_seconds: longest wait for a rate-limit reset within a run; a
             longer one ends the batch and defers the remaining files to the next sync.
+        table_prefix: prefix of the content table names, so repositories can share a database.
         site_timezone: IANA time zone for front matter times written without an offset.
         lock_wait_seconds: how long a run waits for another sync of the same repository to
             finish before it stops without writing.
@@ -68,6 +69,7 @@ class Settings:
     max_rate_limit_wait_seconds: int = DEFAULT_MAX_RATE_LIMIT_WAIT_SECONDS
     lock_wait_seconds: int = DEFAULT_LOCK_WAIT_SECONDS
     site_timezone: str = "UTC"
+    table_prefix: str = ""
 
     @property
     def site_tzinfo(self) -> ZoneInfo:

@@ -1,0 +1,195 @@
+"""Several repositories from one config file: separate tables, one run queue, fair turns."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from wryte_pipeline_tests.corpora import commit_files, make_repo
+from wryte_pipeline_tests.helpers import expected_documents
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def table_blobs(database_url: str, table: str) -> dict[str, str]:
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(sa.text(f"SELECT path, blob_sha FROM {table}"))
+            return {row.path: row.blob_sha for row in rows}
+    finally:
+        engine.dispose()
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wryte_pipeline", *args],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def two_repositories(tmp_path):
+    docs = tmp_path / "docs"
+    blog = tmp_path / "blog"
+    make_repo(docs, {f"docs/page-{i}.md": b"---\ntitle: Page %d\n---\n" % i for i in range(5)})
+    make_repo(blog, {"posts/hello.md": b'+++\ntitle = "Hello"\n+++\nHi\n'})
+    config = tmp_path / "repositories.yaml"
+    config.write_text(
+        "repositories:\n"
+        f"  - {{name: docs, repo: '{docs}', table_prefix: docs_}}\n"
+        f"  - {{name: blog, repo: '{blog}', table_prefix: blog_}}\n"
+    )
+    database_url = f"sqlite:///{tmp_path / 'content.db'}"
+    env = {
+        **os.environ,
+        "WRYTE_CONFIG": str(config),
+        "WRYTE_DATABASE_URL": database_url,
+        "WRYTE_HOME": str(tmp_path / "home"),
+    }
+    return docs, blog, env, database_url
+
+
+def test_sync_all_repositories_separate_tables(two_repositories):
+    docs, blog, env, database_url = two_repositories
+    result = run_cli("sync", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "repository docs" in result.stdout
+    assert "repository blog" in result.stdout
+    assert table_blobs(database_url, "docs_documents") == expected_documents(docs, "HEAD")
+    assert table_blobs(database_url, "blog_documents") == expected_documents(blog, "HEAD")
+
+
+def test_sync_one_repository_by_name(two_repositories):
+    _docs, blog, env, database_url = two_repositories
+    result = run_cli("sync", "--repository", "blog", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert table_blobs(database_url, "blog_documents") == expected_documents(blog, "HEAD")
+    assert "repository docs" not in result.stdout
+
+
+def test_unknown_repository_exits_2(two_repositories):
+    _docs, _blog, env, _url = two_repositories
+    result = run_cli("sync", "--repository", "wiki", env=env)
+    assert result.returncode == 2
+    assert "'wiki' not found in WRYTE_CONFIG" in result.stderr
+
+
+def test_missing_token_variable_exits_2(two_repositories, tmp_path):
+    _docs, _blog, env, _url = two_repositories
+    config = tmp_path / "token.yaml"
+    config.write_text("repositories:\n  - {name: gh, repo: octo/blog, token_env: GH_TOKEN_X}\n")
+    result = run_cli("sync", env={**env, "WRYTE_CONFIG": str(config)})
+    assert result.returncode == 2
+    assert "'GH_TOKEN_X' is not set" in result.stderr
+
+
+@pytest.mark.slow
+def test_small_edit_lands_before_big_import(corpus_clones, fake_github, tmp_path):
+    """A 1-file edit in one repository finishes while another repository imports 993 files."""
+    big = corpus_clones["hugo-docs"]
+    small = tmp_path / "small"
+    make_repo(small, {"a.md": b"---\ntitle: A\n---\n", "b.md": b"---\ntitle: B\n---\n"})
+    fake_github.add_repo("octo/big", big)
+    fake_github.add_repo("octo/small", small)
+    config = tmp_path / "repositories.yaml"
+    config.write_text(
+        "repositories:\n"
+        "  - {name: big, repo: octo/big, table_prefix: big_}\n"
+        "  - {name: small, repo: octo/small, table_prefix: small_}\n"
+    )
+    home = tmp_path / "dagster-home"
+    home.mkdir()
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    database_url = f"sqlite:///{tmp_path / 'content.db'}"
+    env = {
+        **os.environ,
+        "WRYTE_CONFIG": str(config),
+        "WRYTE_DATABASE_URL": database_url,
+        "WRYTE_GITHUB_API_URL": fake_github.url,
+        "WRYTE_HOME": str(tmp_path / "home"),
+        "DAGSTER_HOME": str(home),
+        "WRYTE_TARBALL_THRESHOLD": "100000",
+    }
+    assert run_cli("sync", "--repository", "small", env=env).returncode == 0
+    edited = commit_files(small, {"a.md": b"---\ntitle: A, edited\n---\n"}, "edit")
+    fake_github.set_head("octo/small", edited)
+    fake_github.set_faults(latency_seconds=0.03)
+
+    daemon = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "dev",
+            "-m",
+            "wryte_pipeline.definitions",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(_free_port()),
+        ],
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        small_done = _wait_for(lambda: _edit_landed(database_url, edited), 180)
+        big_done = _wait_for(lambda: len(table_blobs(database_url, "big_documents")) >= 993, 300)
+    finally:
+        os.killpg(daemon.pid, 15)
+        daemon.wait(timeout=60)
+    assert small_done < big_done
+    assert table_blobs(database_url, "small_documents") == expected_documents(small, edited)
+    assert table_blobs(database_url, "big_documents") == expected_documents(big, "HEAD")
+
+
+def _edit_landed(database_url: str, commit: str) -> bool:
+    try:
+        rows = table_blobs(database_url, "small_documents")
+    except sa.exc.OperationalError:
+        return False
+    return bool(rows) and _commit_of(database_url, "a.md") == commit
+
+
+def _commit_of(database_url: str, path: str) -> str | None:
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(
+                sa.text("SELECT commit_sha FROM small_documents WHERE path = :path"),
+                {"path": path},
+            ).scalar_one_or_none()
+    finally:
+        engine.dispose()
+
+
+def _wait_for(condition, timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return time.monotonic()
+        except sa.exc.OperationalError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
