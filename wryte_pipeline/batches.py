@@ -12,7 +12,7 @@ import dagster as dg
 from wryte_pipeline.errors import TransientSourceError, WryteError
 from wryte_pipeline.locks import LeaseHeldError, hold_lease, lease_key
 from wryte_pipeline.partitions import partition_key_for_path
-from wryte_pipeline.plan import PlannedItem, plan_sync
+from wryte_pipeline.plan import Plan, PlannedItem, plan_sync
 from wryte_pipeline.resources import WryteResource
 from wryte_pipeline.source import RepositorySource, TreeEntry
 from wryte_pipeline.store import Batch, ContentStore
@@ -70,10 +70,21 @@ def batch_for_run(
     )
     keys = [partition_key_for_path(item.path) for item in plan.items if item.action != "delete"]
     context.instance.add_dynamic_partitions(partitions_name, keys)
+    return create_batch(store, source, None, commit_sha, plan)
+
+
+def create_batch(
+    store: ContentStore,
+    source: RepositorySource,
+    base_commit: str | None,
+    head_commit: str,
+    plan: Plan,
+) -> Batch:
+    """Store a plan as a batch, with the requests the source spent on planning it."""
     return store.create_batch(
         repo=source.name,
-        base_commit=None,
-        head_commit=commit_sha,
+        base_commit=base_commit,
+        head_commit=head_commit,
         items=[item.to_json() for item in plan.items],
         complete=plan.complete,
         requests_used=source.requests_used,

@@ -15,14 +15,14 @@ from dataclasses import asdict, dataclass
 import dagster as dg
 
 from wryte_pipeline.assets import DEFAULT_ASSETS, AssetJob, RepositoryAssets
-from wryte_pipeline.batches import BATCH_TAG
+from wryte_pipeline.batches import BATCH_TAG, create_batch
 from wryte_pipeline.checks import DEFAULT_CHECKS, RepositoryChecks
 from wryte_pipeline.locks import LEASE_SECONDS, LeaseHolder, SyncLease, lease_key
 from wryte_pipeline.partitions import partition_key_for_path
 from wryte_pipeline.plan import Plan, PlannedItem, find_path_twins, fit_budget, plan_sync
 from wryte_pipeline.resources import WryteResource
 from wryte_pipeline.settings import Settings
-from wryte_pipeline.source import RateBudget, RepositorySource
+from wryte_pipeline.source import RateBudget
 from wryte_pipeline.store import Batch, ContentStore
 
 SENSOR_INTERVAL_SECONDS = 30
@@ -150,7 +150,7 @@ def evaluate_tick(
             cursor=settled.serialize(),
         )
 
-    batch = _create_batch(store, source, cursor.commit_sha, head.commit_sha, plan)
+    batch = create_batch(store, source, cursor.commit_sha, head.commit_sha, plan)
     next_cursor = SensorCursor(
         head.commit_sha, head.etag, batch.id, plan.complete, branch=source.branch
     )
@@ -271,23 +271,6 @@ def _worker_is_dead(
     record = instance.get_run_record_by_id(run.run_id)
     started = record.start_time if record else None
     return started is not None and time.time() - started > LEASE_SECONDS
-
-
-def _create_batch(
-    store: ContentStore,
-    source: RepositorySource,
-    base_commit: str | None,
-    head_commit: str,
-    plan: Plan,
-) -> Batch:
-    return store.create_batch(
-        repo=source.name,
-        base_commit=base_commit,
-        head_commit=head_commit,
-        items=[item.to_json() for item in plan.items],
-        complete=plan.complete,
-        requests_used=source.requests_used,
-    )
 
 
 sync_job = build_sync_job(DEFAULT_ASSETS, DEFAULT_CHECKS)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -9,6 +12,20 @@ import sqlalchemy as sa
 from wryte_pipeline.settings import DEFAULT_PATH_PATTERNS
 from wryte_pipeline.source import REGULAR_FILE_MODES, matches_patterns
 from wryte_pipeline_tests.corpora import ls_tree
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m wryte_pipeline ARGS`` with ``env`` added to this environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "wryte_pipeline", *args],
+        env={**os.environ, **env},
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def expected_documents(repo: Path, commit: str) -> dict[str, str]:

@@ -1,27 +1,10 @@
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from wryte_pipeline_tests.corpora import commit_files, make_repo
 from wryte_pipeline_tests.fake_github import FakeGitHub
-from wryte_pipeline_tests.helpers import expected_documents, stored_documents
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, **env}
-    return subprocess.run(
-        [sys.executable, "-m", "wryte_pipeline", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        cwd=PROJECT_ROOT,
-        timeout=300,
-    )
+from wryte_pipeline_tests.helpers import expected_documents, run_cli, stored_documents
 
 
 def github_env(fake: FakeGitHub, repo: str, tmp_path: Path, database_url: str) -> dict[str, str]:

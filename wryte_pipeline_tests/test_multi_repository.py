@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from wryte_pipeline_tests.corpora import commit_files, make_repo
-from wryte_pipeline_tests.helpers import expected_documents
+from wryte_pipeline_tests.helpers import expected_documents, run_cli
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,17 +24,6 @@ def table_blobs(database_url: str, table: str) -> dict[str, str]:
             return {row.path: row.blob_sha for row in rows}
     finally:
         engine.dispose()
-
-
-def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "wryte_pipeline", *args],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 @pytest.fixture
