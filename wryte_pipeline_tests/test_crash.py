@@ -171,3 +171,68 @@ def test_postgres_restart_mid_batch(hugo, fake_github, tmp_path, postgres_url):
     assert again.returncode == 0, again.stdout + again.stderr
     assert stored_documents(postgres_url) == expected_documents(repo, head)
     assert duplicate_outcomes(postgres_url) == []
+
+
+def start_dagster_dev(env):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "dev",
+            "-m",
+            "wryte_pipeline.definitions",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def wait_until(condition, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError):
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+@pytest.mark.slow
+def test_killed_daemon_recovers_on_restart(hugo, fake_github, tmp_path):
+    """Kill -9 the daemon and its run worker mid-batch; a restarted daemon finishes the sync."""
+    repo, head = hugo
+    database_url = f"sqlite:///{tmp_path / 'content.db'}"
+    env = sync_env(fake_github, tmp_path, database_url)
+    fake_github.set_faults(latency_seconds=0.03)
+
+    first = start_dagster_dev(env)
+    try:
+        wait_for_outcomes(database_url, 100, timeout=180)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+    assert stored_documents(database_url) != expected_documents(repo, head)
+    fake_github.set_faults(latency_seconds=0)
+
+    second = start_dagster_dev(env)
+    try:
+        wait_until(lambda: stored_documents(database_url) == expected_documents(repo, head), 240)
+    finally:
+        os.killpg(second.pid, signal.SIGTERM)
+        second.wait(timeout=60)
+    assert duplicate_outcomes(database_url) == []
