@@ -134,3 +134,39 @@ def test_cli_status_prints_progress(tmp_path):
     status = run_cli("status", env=env)
     assert status.returncode == 0, status.stdout + status.stderr
     assert "2 of 2 files" in status.stdout
+
+
+@pytest.mark.postgres
+def test_cli_postgres_instance_storage(fake_github, tmp_path):
+    import uuid
+
+    import sqlalchemy as sa
+
+    from wryte_pipeline_tests.conftest import POSTGRES_ADMIN_URL
+
+    make_repo(tmp_path / "repo", {f"p{i}.md": b"---\ntitle: T\n---\n" for i in range(5)})
+    fake_github.add_repo("octo/blog", tmp_path / "repo")
+    database = f"wryte_instance_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{database}"'))
+    home = tmp_path / "dagster-home"
+    home.mkdir()
+    instance_url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{database}"
+    (home / "dagster.yaml").write_text(
+        f"storage:\n  postgres:\n    postgres_url: {instance_url}\ntelemetry:\n  enabled: false\n"
+    )
+    env = github_env(fake_github, "octo/blog", tmp_path, f"sqlite:///{tmp_path / 'c.db'}")
+    env["DAGSTER_HOME"] = str(home)
+    try:
+        result = run_cli("sync", env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        engine = sa.create_engine(instance_url)
+        with engine.connect() as connection:
+            runs = connection.execute(sa.text("SELECT count(*) FROM runs")).scalar_one()
+        engine.dispose()
+        assert runs == 1
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE "{database}" WITH (FORCE)'))
+        admin.dispose()
