@@ -25,12 +25,13 @@ START_TIMEOUT_SECONDS = 30
 CONTROL_TIMEOUT_SECONDS = 10
 STOP_TIMEOUT_SECONDS = 10
 LOOPBACK_URL = re.compile(r"^http://127\.0\.0\.1:\d+$")
-# /repos/OWNER/NAME/git/trees/SHA -> "trees"; /repos/OWNER/NAME/branches/main -> "branches".
+# Matches /repos/OWNER/NAME/git/trees/SHA as "trees" and /repos/OWNER/NAME/branches/main as
+# "branches".
 _REPO_ENDPOINT = re.compile(r"^/repos/[^/]+/[^/]+(?:/(?:git/)?([a-z_]+))?")
 # GitHub's primary limit for an authenticated user: 5,000 requests an hour.
 PRIMARY_LIMIT = 5000
 
-# urllib honours *_proxy variables; an empty ProxyHandler keeps control requests on loopback.
+# urllib honours *_proxy variables, so an empty ProxyHandler keeps control requests on loopback.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -57,7 +58,7 @@ class FakeGitHubProcess:
     def __init__(
         self, repos: Mapping[str, Path], log_path: Path, code_root: Path = PROJECT_ROOT
     ) -> None:
-        """Prepare the command; ``repos`` maps ``owner/name`` to a git work tree."""
+        """Prepare the command. ``repos`` maps ``owner/name`` to a git work tree."""
         self.repos = dict(repos)
         self.log_path = log_path
         self.code_root = code_root
@@ -75,13 +76,6 @@ class FakeGitHubProcess:
         trace: TracebackType | None,
     ) -> None:
         self.stop()
-
-    @property
-    def pid(self) -> int:
-        """Process id of the server."""
-        if self._process is None:
-            raise BenchmarkError("fake GitHub is not running")
-        return self._process.pid
 
     def start(self) -> None:
         """Start the server and wait until it prints its loopback URL.
@@ -125,7 +119,7 @@ class FakeGitHubProcess:
             process.stdout.close()
 
     def set_faults(self, **faults: Any) -> dict[str, Any]:
-        """Change fault switches, such as ``latency_seconds``; returns all of them."""
+        """Change fault switches, such as ``latency_seconds``, and return all of them."""
         return self._control("POST", "/_fake/faults", faults)
 
     def set_head(self, full_name: str, sha: str, branch: str = "main") -> None:
@@ -160,7 +154,7 @@ class FakeGitHubProcess:
 
 
 def requests_by_endpoint(log: list[list[Any]]) -> dict[str, int]:
-    """Count logged requests by GitHub endpoint, such as ``branch``, ``tree`` or ``blob``."""
+    """Count logged requests by GitHub endpoint, such as ``branches``, ``trees`` or ``blobs``."""
     counts: dict[str, int] = {}
     for _method, path, _status in log:
         endpoint = _endpoint(str(path))

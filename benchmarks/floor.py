@@ -43,7 +43,7 @@ def iter_tarball(api_url: str, full_name: str, ref: str) -> Iterator[tuple[str, 
 
 
 def run_floor(args: argparse.Namespace) -> dict[str, Any]:
-    """Fetch, parse and insert every Markdown file; return counts and timings."""
+    """Fetch, parse and insert every Markdown file, and return counts and timings."""
     start = time.monotonic()
     rows: list[dict[str, Any]] = []
     failed = 0

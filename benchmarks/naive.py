@@ -48,7 +48,7 @@ _INSERT = "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?)"
 
 
 class DocumentTable:
-    """A SQLite table written one committed INSERT per file; threads share it under a lock."""
+    """A SQLite table that gets one committed INSERT per file. Threads share it under a lock."""
 
     def __init__(self, database: Path) -> None:
         """Open ``database`` and create the table."""
@@ -77,7 +77,10 @@ class DocumentTable:
 
 
 def list_markdown_paths(client: Github, full_name: str, ref: str) -> tuple[Repository, list[str]]:
-    """Return the repository and its Markdown paths at ``ref``, with two requests."""
+    """List the Markdown paths at ``ref`` with two requests.
+
+    Returns the repository and the sorted paths.
+    """
     repo = client.get_repo(full_name)
     tree = repo.get_git_tree(ref, recursive=True)
     paths = [
@@ -89,7 +92,10 @@ def list_markdown_paths(client: Github, full_name: str, ref: str) -> tuple[Repos
 
 
 def sync_file(repo: Repository, path: str, ref: str, table: DocumentTable, deadline: float) -> str:
-    """Fetch one file through the contents API and insert it; return the outcome name."""
+    """Fetch one file through the contents API and insert it.
+
+    Returns the outcome: ``stored``, ``fetch_failed`` or ``parse_failed``.
+    """
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             content = repo.get_contents(path, ref=ref)
@@ -139,7 +145,7 @@ def run_flood(args: argparse.Namespace) -> dict[str, Any]:
     deadline = listed + FLOOD_DEADLINE_SECONDS
 
     def sync_with_own_client(path: str) -> str:
-        # PyGithub clients are not thread-safe, so every thread builds its own.
+        # Every thread builds its own PyGithub client, so no client state is shared.
         repo = Github(base_url=args.api_url).get_repo(args.repo, lazy=True)
         return sync_file(repo, path, args.ref, table, deadline)
 
@@ -178,7 +184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ref", required=True, help="commit SHA to read")
     parser.add_argument("--database", required=True, type=Path, help="SQLite file to write")
     parser.add_argument(
-        "--sample", type=int, help="sync only this many files, spread over the tree"
+        "--sample",
+        type=int,
+        help="sequential mode only: sync this many files, spread over the tree",
     )
     args = parser.parse_args(argv)
     run = run_sequential if args.mode == "sequential" else run_flood

@@ -18,15 +18,15 @@ from pathlib import Path
 import psycopg
 
 from benchmarks.fake_server import loopback_environment
-from benchmarks.proctree import Measurement, run_measured
+from benchmarks.proctree import BenchmarkError, Measurement, run_measured
 
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 INSTANCE_STORAGES = ("sqlite", "postgres")
 SYNC_COMMAND = (sys.executable, "-m", "wryte_pipeline", "sync")
 _SQLITE_INSTANCE_CONFIG = "telemetry:\n  enabled: false\n"
 # psycopg2, not psycopg 3: dagster-postgres 0.29.27 sends `NOTIFY run_events, %(notify_id)s`
-# after each event, and psycopg 3 binds that parameter on the server, where NOTIFY rejects it
-# ("syntax error at or near $1"), so every run fails.
+# with each event it stores, and psycopg 3 binds that parameter on the server, where NOTIFY
+# rejects it ("syntax error at or near $1"), so every run fails.
 _POSTGRES_INSTANCE_CONFIG = """\
 storage:
   postgres:
@@ -74,7 +74,7 @@ class PostgresDatabases:
     """Databases named ``wryte_bench_<random>_<label>`` on the local server, dropped on exit."""
 
     def __init__(self, admin_url: str = POSTGRES_ADMIN_URL) -> None:
-        """Prepare a random name prefix; nothing is created until ``create``."""
+        """Choose a random name prefix. Nothing is created before ``create``."""
         self.admin_url = admin_url
         self.prefix = f"wryte_bench_{secrets.token_hex(4)}"
         self.created: list[str] = []
@@ -82,13 +82,21 @@ class PostgresDatabases:
     def create(self, label: str) -> str:
         """Create an empty database and return its name."""
         name = f"{self.prefix}_{label}"
-        with psycopg.connect(self.admin_url, autocommit=True) as connection:
-            connection.execute(f'CREATE DATABASE "{name}"')
+        try:
+            with psycopg.connect(self.admin_url, autocommit=True) as connection:
+                connection.execute(f'CREATE DATABASE "{name}"')
+        except psycopg.OperationalError as error:
+            raise BenchmarkError(
+                f"failed to create database {name!r} at {self.admin_url}: {error}. Start "
+                "PostgreSQL there or pass --instance-storage sqlite."
+            ) from error
         self.created.append(name)
         return name
 
     def drop_all(self) -> None:
         """Drop every database this object created, closing their open connections."""
+        if not self.created:
+            return
         with psycopg.connect(self.admin_url, autocommit=True) as connection:
             for name in self.created:
                 connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -108,7 +116,7 @@ def postgres_databases() -> Iterator[PostgresDatabases]:
 def create_target(
     storage: str, folder: Path, databases: PostgresDatabases | None
 ) -> PipelineTarget:
-    """Create the folders and ``dagster.yaml`` of a target; Postgres gets a new database."""
+    """Create a target's folders and ``dagster.yaml``, and a new database for Postgres."""
     target = PipelineTarget(storage, folder)
     target.dagster_home.mkdir(parents=True)
     if storage == "postgres":

@@ -1,8 +1,9 @@
 """Run a command and measure its wall time and the peak RSS of its whole process tree.
 
-RSS is read from ``/proc`` (Linux only): every ``SAMPLE_INTERVAL_SECONDS`` the sampler finds the
-command's descendants through ``/proc/PID/stat`` and sums their ``statm`` resident pages. A
-process that lives for less than one interval can be missed, so the peak is a lower bound.
+RSS comes from ``/proc``, so this works on Linux only. Every ``SAMPLE_INTERVAL_SECONDS`` the
+sampler finds the command's descendants through ``/proc/PID/stat`` and sums their ``statm``
+resident pages. A process that lives for less than one interval can be missed, so the peak is a
+lower bound.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ PROC = Path("/proc")
 
 
 class BenchmarkError(RuntimeError):
-    """A benchmark step failed: a command timed out or a server did not start."""
+    """A benchmark step failed, for example a command timed out or a server did not start."""
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ def _parent_pid(process_dir: Path) -> int | None:
         stat = (process_dir / "stat").read_text()
     except OSError:
         return None
-    # The command name in brackets may contain spaces, so split after its closing bracket.
+    # The command name in parentheses may contain spaces, so split after the last ")".
     fields = stat.rpartition(")")[2].split()
     return int(fields[1]) if len(fields) > 1 else None
 

@@ -73,7 +73,7 @@ def find(results: Sequence[Result], workload: str, contender: str) -> Result | N
 
 
 def median_result(results: Sequence[Result]) -> Result:
-    """Return the result with the median wall time; with several, its note lists them all."""
+    """Return the result with the median wall time. With several, its note lists every time."""
     ordered = sorted(results, key=lambda result: result.wall_seconds)
     chosen = ordered[(len(ordered) - 1) // 2]
     if len(results) > 1:

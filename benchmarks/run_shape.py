@@ -6,6 +6,10 @@ least-squares line through them splits a run's time into a fixed cost per run an
 file. The fixed cost includes the run's GitHub round trips (branch, tree, blobs or tarball) at
 the fake server's latency. The idle tick's wall time is the cost of starting the sync process,
 loading the code and evaluating the sensor once.
+
+The last two columns estimate one run per file from those costs: in one process, and with a
+new process for every run, as the daemon's default run launcher starts. The idle tick's wall
+time is used as the cost of that process start.
 """
 
 from __future__ import annotations
@@ -33,8 +37,8 @@ def render_run_shape(results: Sequence[Result]) -> str:
     lines = [
         "| instance storage | process start and tick s | fixed cost per run s "
         "| cost per file ms | events per file | one run for all files s "
-        "| one run per file s (estimated) |",
-        "|---|--:|--:|--:|--:|--:|--:|",
+        "| one run per file s (estimated) | one process and run per file s (estimated) |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     rows = [_run_shape_row(results, pipeline) for pipeline in PIPELINES]
     lines += ["| " + " | ".join(row) + " |" for row in rows if row is not None]
@@ -57,6 +61,10 @@ def _run_shape_row(results: Sequence[Result], pipeline: str) -> list[str] | None
     largest = max(single_runs, key=lambda result: result.files)
     idle = find(results, "idle", pipeline)
     events_per_file = (largest.events or 0) / largest.files
+    one_run_per_file = largest.files * (fixed + per_file)
+    process_per_run = (
+        f"{one_run_per_file + largest.files * idle.wall_seconds:.0f}" if idle else "-"
+    )
     return [
         CONTENDER_LABELS[pipeline].removeprefix("pipeline, "),
         f"{idle.wall_seconds:.1f}" if idle else "-",
@@ -64,5 +72,6 @@ def _run_shape_row(results: Sequence[Result], pipeline: str) -> list[str] | None
         f"{per_file * 1000:.1f}",
         f"{events_per_file:.2f}",
         f"{largest.run_seconds[0]:.1f} ({largest.files} files)",
-        f"{largest.files * (fixed + per_file):.0f}",
+        f"{one_run_per_file:.0f}",
+        process_per_run,
     ]

@@ -1,7 +1,7 @@
 """A copy of the pipeline and its fake server as committed at one git ref.
 
 Measuring a ref instead of the work tree keeps a long benchmark on one version of the code while
-the work tree changes, and lets two refs be compared. The copy holds ``wryte_pipeline`` and
+the work tree changes, and lets two refs be compared. The copy contains ``wryte_pipeline`` and
 ``wryte_pipeline_tests`` from the ref and ``benchmarks`` from the work tree. Subprocesses run
 with the copy first on ``PYTHONPATH``, ahead of the project's editable install.
 """

@@ -1,9 +1,9 @@
 """Benchmark Wryte Pipeline against naive GitHub syncs and a floor without Dagster.
 
 Run from the project root: ``.venv/bin/python -m benchmarks.sync_benchmark``. It serves the
-shared corpora through the project's fake GitHub server (100 ms latency per API request, and a
-secondary rate limit that rejects requests beyond 20 in flight with ``Retry-After: 1``) and
-prints Markdown tables: results, targets met or not, and the per-run and per-file costs behind
+shared corpora through the project's fake GitHub server, which waits 100 ms before each API
+response and rejects requests beyond 20 in flight with ``Retry-After: 1``. It prints Markdown
+tables of the results, of the targets met or not, and of the per-run and per-file costs behind
 the run shape.
 
 Contenders: the naive sequential loop (PyGithub contents API, one INSERT per file), the naive
@@ -30,6 +30,7 @@ from pathlib import Path
 
 from benchmarks.fake_server import PROJECT_ROOT, FakeGitHubProcess
 from benchmarks.pipeline_runs import INSTANCE_STORAGES, postgres_databases
+from benchmarks.proctree import BenchmarkError
 from benchmarks.repos import CORPORA, HUGO_CORPUS, build_synthetic_repo, clone, markdown_blobs
 from benchmarks.results import Result, render_results
 from benchmarks.run_shape import render_run_shape
@@ -44,7 +45,7 @@ from benchmarks.workloads import (
     Options,
     ServedRepository,
 )
-from wryte_pipeline_tests.corpora import run_git
+from wryte_pipeline_tests.corpora import GitCommandError, run_git
 
 LATENCY_SECONDS = 0.1
 SECONDARY_LIMIT_CONCURRENCY = 20
@@ -54,8 +55,24 @@ QUICK_SAMPLE_FILES = 100
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark, print the report, and write it to ``--output`` if given."""
+    """Run the benchmark, print the report, and write it to ``--output`` if given.
+
+    Returns 0 whether or not the targets are met, and 1 when a step of the benchmark failed.
+    """
     args = _parse_args(argv)
+    try:
+        report = run_and_render(args, argv)
+    except (BenchmarkError, GitCommandError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(report)
+    if args.output is not None:
+        args.output.write_text(report + "\n")
+    return 0
+
+
+def run_and_render(args: argparse.Namespace, argv: Sequence[str] | None) -> str:
+    """Run the workloads that ``args`` choose and return the Markdown report."""
     started = datetime.now(UTC)
     load_before = os.getloadavg()[0]
     storages = INSTANCE_STORAGES if args.instance_storage == "both" else (args.instance_storage,)
@@ -75,11 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = run_benchmark(options, workdir, args.synthetic_files)
     command = shlex.join(["python", "-m", "benchmarks.sync_benchmark", *(argv or sys.argv[1:])])
     load = (load_before, os.getloadavg()[0])
-    report = render_report(results, started, f"`{command}` on {version}", load)
-    print(report)
-    if args.output is not None:
-        args.output.write_text(report + "\n")
-    return 0
+    return render_report(results, started, f"`{command}` on {version}", load)
 
 
 def run_benchmark(options: Options, workdir: Path, synthetic_files: int) -> list[Result]:
@@ -123,8 +136,8 @@ def render_report(
 ) -> str:
     """Render the run's settings, results, targets and run-shape costs as Markdown.
 
-    ``load`` holds the 1-minute load average at the start and at the end of the run; other
-    work on the machine shows there and slows every contender.
+    ``load`` contains the 1-minute load average at the start and at the end of the run. Other
+    work on the machine raises it and slows every contender.
     """
     sections = [
         f"Run {started:%Y-%m-%d %H:%M} UTC on {describe_machine()}.",

@@ -59,7 +59,7 @@ class ServedRepository:
 
 @dataclass(frozen=True)
 class Options:
-    """What to run, from the command line.
+    """Command-line choices: workloads, instance storages, sampling, repeats and code.
 
     Attributes:
         storages: instance storages to run the pipeline with (``sqlite``, ``postgres``).
@@ -101,7 +101,7 @@ class Benchmark:
         self._log_count = 0
 
     def run(self) -> list[Result]:
-        """Run each chosen workload; push and idle workloads need the hugo-docs import first."""
+        """Run each chosen workload. Push and idle workloads need the hugo-docs import first."""
         workloads = self.options.workloads
         if "hugo-cold" in workloads:
             self.hugo_cold()
@@ -200,10 +200,10 @@ class Benchmark:
         expected: Mapping[str, str] | None = None,
     ) -> Result:
         database = target.content_database
-        wanted = dict(expected or {})
+        expected_blobs = dict(expected or {})
 
         def all_landed() -> bool:
-            return landed_count(database, wanted) == len(wanted)
+            return landed_count(database, expected_blobs) == len(expected_blobs)
 
         runs_before = dagster_runs(target)
         self.server.start_round()
@@ -213,7 +213,7 @@ class Benchmark:
             self.server.url,
             code_root=self.options.code_root,
             timeout_seconds=SYNC_TIMEOUT_SECONDS,
-            probe=all_landed if wanted else None,
+            probe=all_landed if expected_blobs else None,
         )
         stats = self.server.stats(include_log=True)
         new_runs = [
@@ -356,7 +356,7 @@ def _naive_note(summary: Mapping[str, Any], stats: Mapping[str, Any]) -> str:
 
 
 def _extrapolate(result: Result, summary: Mapping[str, Any]) -> None:
-    """Scale a sampled run's file loop up to every file; listing is counted once."""
+    """Scale a sampled run's file loop up to every file. The listing is counted once."""
     scale = summary["files"] / summary["attempted"]
     result.wall_seconds += summary["files_seconds"] * (scale - 1)
     result.requests = LISTING_REQUESTS + (result.requests - LISTING_REQUESTS) * scale

@@ -69,6 +69,7 @@ class GitHubSource:
         self._requests_used = 0
         self._limiter = AdaptiveLimit(concurrency)
         self._exhausted: RateLimitExhaustedError | None = None
+        self._last_budget: RateBudget | None = None
 
     def __repr__(self) -> str:
         return f"GitHubSource({self.name!r}, branch={self.branch!r}, api_url={self.api_url!r})"
@@ -103,7 +104,14 @@ class GitHubSource:
         return Head(str(body["commit"]["sha"]), response_headers.get("etag"))
 
     def rate_budget(self) -> RateBudget:
-        """Read the core rate limit from ``/rate_limit``, which GitHub does not count."""
+        """Return the core rate limit, as the last response's headers reported it.
+
+        Every API response carries the budget in its ``X-RateLimit-*`` headers, so after the
+        head check this costs no request; before any request it reads ``/rate_limit``, which
+        GitHub does not count either.
+        """
+        if self._last_budget is not None:
+            return self._last_budget
         requester = self._client().requester
         with self._errors("/rate_limit"):
             status, headers, text = requester.requestJson("GET", "/rate_limit")
@@ -245,10 +253,12 @@ class GitHubSource:
             status, response_headers, text = requester.requestJson("GET", path, headers=headers)
         if status != 304:
             self._count(1)
+        lowered = {key.lower(): value for key, value in response_headers.items()}
+        self._last_budget = _budget_from_headers(lowered) or self._last_budget
         if status >= 400:
             raise _error_for_status(status, response_headers, _json_or_empty(text), path)
         body = _json_or_empty(text) if status != 304 else {}
-        return status, body, {key.lower(): value for key, value in response_headers.items()}
+        return status, body, lowered
 
     def _errors(self, what: str) -> Any:
         return _NetworkErrors(f"{self.api_url}{what}" if what.startswith("/") else what)
@@ -364,6 +374,19 @@ def _error_for_status(status: int, headers: Any, data: Any, url: str) -> SourceE
     if status >= 500 or status == 429:
         return TransientSourceError(f"GitHub returned {status} for {url}: {message}".rstrip(": "))
     return SourceError(f"GitHub returned {status} for {url}: {message}")
+
+
+def _budget_from_headers(headers: dict[str, str]) -> RateBudget | None:
+    if headers.get("x-ratelimit-resource", "core") != "core":
+        return None
+    try:
+        return RateBudget(
+            limit=int(headers["x-ratelimit-limit"]),
+            remaining=int(headers["x-ratelimit-remaining"]),
+            reset_at=float(headers["x-ratelimit-reset"]),
+        )
+    except (KeyError, ValueError):
+        return None
 
 
 def _is_primary_limit(headers: dict[str, str], message: str) -> bool:

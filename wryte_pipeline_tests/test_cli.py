@@ -170,3 +170,22 @@ def test_cli_postgres_instance_storage(fake_github, tmp_path):
         with admin.connect() as connection:
             connection.execute(sa.text(f'DROP DATABASE "{database}" WITH (FORCE)'))
         admin.dispose()
+
+
+def test_cli_one_change_costs_three_requests(fake_github, tmp_path):
+    repo = tmp_path / "repo"
+    make_repo(repo, {f"p{i}.md": b"---\ntitle: T\n---\n" for i in range(5)})
+    fake_github.add_repo("octo/blog", repo)
+    database_url = f"sqlite:///{tmp_path / 'c.db'}"
+    env = github_env(fake_github, "octo/blog", tmp_path, database_url)
+    assert run_cli("sync", env=env).returncode == 0
+    edited = commit_files(repo, {"p3.md": b"---\ntitle: Edited\n---\n"}, "edit")
+    fake_github.set_head("octo/blog", edited)
+    fake_github.reset_stats()
+
+    result = run_cli("sync", env=env)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert stored_documents(database_url) == expected_documents(repo, edited)
+    assert fake_github.stats.requests == 3, fake_github.stats.log
+    assert fake_github.stats.blobs == 1
