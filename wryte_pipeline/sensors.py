@@ -17,6 +17,7 @@ import dagster as dg
 from wryte_pipeline.assets import DEFAULT_ASSETS, AssetJob, RepositoryAssets
 from wryte_pipeline.batches import BATCH_TAG, create_batch
 from wryte_pipeline.checks import DEFAULT_CHECKS, RepositoryChecks
+from wryte_pipeline.errors import RateLimitExhaustedError
 from wryte_pipeline.locks import LEASE_SECONDS, LeaseHolder, SyncLease, lease_key
 from wryte_pipeline.partitions import partition_key_for_path
 from wryte_pipeline.plan import Plan, PlannedItem, find_path_twins, fit_budget, plan_sync
@@ -115,7 +116,11 @@ def evaluate_tick(
     source = wryte.open_source()
     source.branch = source.branch or cursor.branch
     etag = cursor.etag if _settled(store, cursor) else None
-    head = source.resolve_head(etag)
+    try:
+        head = source.resolve_head(etag)
+    except RateLimitExhaustedError as error:
+        reset = time.strftime("%H:%M:%S", time.gmtime(error.reset_at))
+        return dg.SkipReason(f"{RATE_LIMIT_SKIP_PREFIX}: spent until {reset} UTC ({error})")
     if head.commit_sha is None:
         return dg.SkipReason(f"branch head {(cursor.commit_sha or '')[:7]} unchanged (304)")
 

@@ -189,3 +189,43 @@ def test_cli_one_change_costs_three_requests(fake_github, tmp_path):
     assert stored_documents(database_url) == expected_documents(repo, edited)
     assert fake_github.stats.requests == 3, fake_github.stats.log
     assert fake_github.stats.blobs == 1
+
+
+def test_cli_low_budget_leaves_work(fake_github, tmp_path):
+    repo = tmp_path / "repo"
+    make_repo(repo, {f"p{i}.md": b"---\ntitle: T\n---\n" for i in range(8)})
+    fake_github.add_repo("octo/blog", repo)
+    database_url = f"sqlite:///{tmp_path / 'c.db'}"
+    env = github_env(fake_github, "octo/blog", tmp_path, database_url)
+    env.update(
+        {
+            "WRYTE_RATE_LIMIT_RESERVE": "0",
+            "WRYTE_MAX_RATE_LIMIT_WAIT_SECONDS": "5",
+            "WRYTE_TARBALL_THRESHOLD": "1000",
+            "WRYTE_CONCURRENCY": "1",
+        }
+    )
+    fake_github.set_faults(primary_limit=5, primary_window_seconds=3600)
+
+    result = run_cli("sync", env=env)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "GitHub rate limit low" in result.stdout
+    assert "not fully synced yet" in result.stdout
+    assert "Traceback" not in result.stderr
+    assert fake_github.stats.rate_limited <= 1
+    fake_github.set_faults(primary_limit=5000, primary_window_seconds=3600)
+    again = run_cli("sync", env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert stored_documents(database_url) == expected_documents(repo, "HEAD")
+
+
+def test_cli_status_watch_ends(tmp_path):
+    env = {"WRYTE_HOME": str(tmp_path / "home")}
+    make_repo(tmp_path / "repo", {"a.md": b"A\n", "b.md": b"---\nx: [\n---\n"})
+    env["WRYTE_REPO"] = str(tmp_path / "repo")
+    assert run_cli("sync", env=env).returncode == 1
+    status = run_cli("status", "--watch", env=env)
+    assert status.returncode == 1
+    assert "2 of 2 files, 1 failed" in status.stdout
+    assert "b.md, line 3: invalid YAML front matter" in status.stdout

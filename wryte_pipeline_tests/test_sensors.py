@@ -207,3 +207,56 @@ def test_sensor_fails_run_of_dead_worker(instance, repo, tmp_path):
     assert isinstance(second, dg.SensorResult)
     assert len(second.run_requests) == 1
     assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+
+
+def github_resource(fake, repo_path, tmp_path):
+    fake.add_repo("octo/blog", repo_path)
+    return WryteResource(
+        repository="octo/blog", api_url=fake.url, database_url=f"sqlite:///{tmp_path / 'c.db'}"
+    )
+
+
+def run_batch_result(instance, resource, result):
+    for request in result.dynamic_partitions_requests:
+        instance.add_dynamic_partitions(request.partitions_def_name, request.partition_keys)
+    return defs.resolve_job_def("sync_job").execute_in_process(
+        instance=instance,
+        tags=result.run_requests[0].tags,
+        resources={"wryte": resource},
+        raise_on_error=False,
+    )
+
+
+def test_spent_limit_defers_past_ceiling(instance, fake_github, repo, tmp_path, monkeypatch):
+    monkeypatch.setenv("WRYTE_TARBALL_THRESHOLD", "1000")
+    monkeypatch.setenv("WRYTE_CONCURRENCY", "1")
+    monkeypatch.setenv("WRYTE_MAX_RATE_LIMIT_WAIT_SECONDS", "30")
+    resource = github_resource(fake_github, repo, tmp_path)
+    first = tick(instance, resource)
+    fake_github.set_faults(primary_limit=2, primary_window_seconds=3600)
+
+    outcome = run_batch_result(instance, resource, first)
+
+    assert outcome.success
+    store = ContentStore(resource.settings().resolved_database_url)
+    counts = store.outcome_counts(first.run_requests[0].tags[BATCH_TAG])
+    assert counts["succeeded"] == 2
+    assert counts["deferred"] == 4
+    assert fake_github.stats.rate_limited == 1
+
+
+def test_spent_limit_retried_after_reset(instance, fake_github, repo, tmp_path, monkeypatch):
+    monkeypatch.setenv("WRYTE_TARBALL_THRESHOLD", "1000")
+    monkeypatch.setenv("WRYTE_CONCURRENCY", "1")
+    resource = github_resource(fake_github, repo, tmp_path)
+    first = tick(instance, resource)
+    fake_github.set_faults(primary_limit=3, primary_window_seconds=2)
+
+    outcome = run_batch_result(instance, resource, first)
+
+    assert outcome.success
+    store = ContentStore(resource.settings().resolved_database_url)
+    batch_id = first.run_requests[0].tags[BATCH_TAG]
+    assert set(store.stored_blobs()) == set(FILES)
+    assert store.outcome_counts(batch_id)["deferred"] >= 1
+    assert store.finished_paths(batch_id) == set(FILES)
