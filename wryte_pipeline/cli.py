@@ -114,6 +114,8 @@ def _sync_repository(
         if isinstance(result, dg.SensorResult) and result.cursor:
             cursor = result.cursor
         if isinstance(result, dg.SkipReason) or not result.run_requests:
+            if isinstance(result, dg.SensorResult):
+                _apply_partition_requests(instance, result.dynamic_partitions_requests or [])
             reason = _print_skip(result, out)
             work_left = reason.startswith(RATE_LIMIT_SKIP_PREFIX)
             break

@@ -328,7 +328,10 @@ class _NetworkErrors:
 
     def __exit__(self, kind: Any, error: BaseException | None, _trace: Any) -> Literal[False]:
         if isinstance(error, requests.RequestException | ConnectionError | TimeoutError):
-            raise TransientSourceError(f"request to {self.url} failed: {error}") from error
+            raise TransientSourceError(
+                f"request to {self.url} failed: {error}; check WRYTE_GITHUB_API_URL and the "
+                "network"
+            ) from error
         if isinstance(error, GithubException):
             status_error = _error_for_status(
                 error.status, error.headers or {}, error.data, self.url

@@ -52,10 +52,12 @@ class WryteResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             "api_url": self.api_url,
             "table_prefix": self.table_prefix,
             "path_patterns": tuple(part.strip() for part in self.paths.split(",") if part.strip()),
-            "token": self._token_from_env(),
         }
         chosen = {key: value for key, value in overrides.items() if value}
-        return replace(settings, **chosen)
+        settings = replace(settings, **chosen)
+        if settings.is_github and self.token_env:
+            settings = replace(settings, token=self._token_from_env())
+        return settings
 
     def for_repository(self, config: RepositoryConfig) -> WryteResource:
         """Return a copy with one configured repository's settings on top of this one's."""

@@ -122,7 +122,11 @@ def evaluate_tick(
         reset = time.strftime("%H:%M:%S", time.gmtime(error.reset_at))
         return dg.SkipReason(f"{RATE_LIMIT_SKIP_PREFIX}: spent until {reset} UTC ({error})")
     if head.commit_sha is None:
-        return dg.SkipReason(f"branch head {(cursor.commit_sha or '')[:7]} unchanged (304)")
+        return dg.SensorResult(
+            skip_reason=f"branch head {(cursor.commit_sha or '')[:7]} unchanged",
+            dynamic_partitions_requests=missing_partitions(context.instance, partitions, store),
+            cursor=context.cursor,
+        )
 
     settings = wryte.settings()
     budget = source.rate_budget()
@@ -152,6 +156,7 @@ def evaluate_tick(
         )
         return dg.SensorResult(
             skip_reason=f"tree at {head.commit_sha[:7]} matches the content table",
+            dynamic_partitions_requests=missing_partitions(context.instance, partitions, store),
             cursor=settled.serialize(),
         )
 
@@ -196,6 +201,21 @@ def partition_requests(
     if deleted:
         requests.append(partitions.build_delete_request(deleted))
     return requests
+
+
+def missing_partitions(
+    instance: dg.DagsterInstance, partitions: dg.DynamicPartitionsDefinition, store: ContentStore
+) -> list[dg.AddDynamicPartitionsRequest]:
+    """Add partitions for stored documents the Dagster instance does not know yet.
+
+    A new instance (another DAGSTER_HOME) over an already synced table would otherwise have no
+    file partitions to materialize or backfill until each file changes.
+    """
+    assert partitions.name is not None
+    existing = set(instance.get_dynamic_partitions(partitions.name))
+    keys = {partition_key_for_path(path) for path in store.stored_blobs()}
+    missing = sorted(keys - existing)
+    return [partitions.build_add_request(missing)] if missing else []
 
 
 def _warn_about_twins(context: dg.SensorEvaluationContext, paths: list[str]) -> None:

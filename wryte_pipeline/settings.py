@@ -101,6 +101,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     repository = env.get("WRYTE_REPO", "").strip() or SAMPLE_REPOSITORY
     _check_repository(repository)
     home = Path(env.get("WRYTE_HOME", ".wryte"))
+    api_url = env.get("WRYTE_GITHUB_API_URL", "").strip().rstrip("/") or "https://api.github.com"
+    if not api_url.startswith(("http://", "https://")):
+        raise ConfigurationError(
+            f"invalid WRYTE_GITHUB_API_URL {api_url!r}: set it to the REST API's base URL, "
+            "such as https://github.example.com/api/v3"
+        )
     site_timezone = env.get("WRYTE_SITE_TIMEZONE", "").strip() or "UTC"
     _check_timezone(site_timezone)
     return Settings(
@@ -108,8 +114,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         repository=repository,
         branch=env.get("WRYTE_BRANCH", "").strip() or None,
         token=env.get("GITHUB_TOKEN", "").strip() or None,
-        api_url=env.get("WRYTE_GITHUB_API_URL", "").strip().rstrip("/")
-        or "https://api.github.com",
+        api_url=api_url,
         database_url=env.get("WRYTE_DATABASE_URL", "").strip(),
         path_patterns=_parse_patterns(env.get("WRYTE_PATHS", "")),
         home=home,

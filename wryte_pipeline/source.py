@@ -173,12 +173,13 @@ class LocalGitSource:
 
     def resolve_head(self, etag: str | None = None) -> Head:
         """Return the branch's commit; the commit SHA itself serves as the validator."""
+        self.check_access()
         ref = f"refs/heads/{self.branch}" if self.branch else "HEAD"
         commit = self._git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").strip()
         if not commit:
+            where = f"branch {self.branch!r}" if self.branch else "a checked-out commit (HEAD)"
             raise RepositoryNotFoundError(
-                f"branch {self.branch!r} not found in {self.name!r}: set WRYTE_BRANCH to an "
-                "existing branch"
+                f"{where} not found in {self.name!r}: set WRYTE_BRANCH to an existing branch"
             )
         if etag == commit:
             return Head(None, etag)

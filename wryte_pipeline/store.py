@@ -191,7 +191,14 @@ class ContentStore:
         self.url = url
         self.engine = engine or create_engine(url)
         self.tables = build_tables(table_prefix)
-        self.tables.metadata.create_all(self.engine)
+        try:
+            self.tables.metadata.create_all(self.engine)
+        except sa.exc.OperationalError as error:
+            shown = self.engine.url.render_as_string(hide_password=True)
+            raise ConfigurationError(
+                f"cannot open the content store at {shown!r} ({error.orig}); check "
+                "WRYTE_DATABASE_URL and that the database server is running"
+            ) from error
 
     def dispose(self) -> None:
         """Close every pooled connection."""
@@ -477,7 +484,13 @@ def create_engine(url: str) -> Engine:
     """Create an engine; a SQLite file gets WAL mode so readers see progress during a run."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    engine = sa.create_engine(url, pool_pre_ping=True)
+    try:
+        engine = sa.create_engine(url, pool_pre_ping=True)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as error:
+        raise ConfigurationError(
+            f"invalid WRYTE_DATABASE_URL: {error}; use a SQLAlchemy URL such as "
+            "sqlite:///content.db or postgresql://user@host/database"
+        ) from error
     if engine.dialect.name == "sqlite":
         database = engine.url.database
         if database and database != ":memory:" and not database.startswith("file:"):

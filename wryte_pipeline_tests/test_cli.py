@@ -229,3 +229,32 @@ def test_cli_status_watch_ends(tmp_path):
     assert status.returncode == 1
     assert "2 of 2 files, 1 failed" in status.stdout
     assert "b.md, line 3: invalid YAML front matter" in status.stdout
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        pytest.param({"WRYTE_DATABASE_URL": "nonsense"}, "invalid WRYTE_DATABASE_URL", id="url"),
+        pytest.param(
+            {"WRYTE_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/x"},
+            "check WRYTE_DATABASE_URL",
+            id="unreachable-database",
+        ),
+        pytest.param(
+            {"WRYTE_GITHUB_API_URL": "notaurl", "WRYTE_REPO": "octo/blog"},
+            "invalid WRYTE_GITHUB_API_URL 'notaurl'",
+            id="api-url",
+        ),
+        pytest.param(
+            {"WRYTE_REPO": "/nonexistent/repository"},
+            "local repository '/nonexistent/repository' not found",
+            id="missing-path",
+        ),
+    ],
+)
+def test_cli_bad_setting_named(tmp_path, variables, message):
+    env = {"WRYTE_HOME": str(tmp_path / "home"), **variables}
+    result = run_cli("sync", env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

@@ -73,8 +73,9 @@ def test_sensor_skips_unchanged_tree(instance, repo, tmp_path):
     first = tick(instance, resource)
     run_batch(instance, resource, first)
     second = tick(instance, resource, first.cursor)
-    assert isinstance(second, dg.SkipReason)
-    assert "unchanged" in second.skip_message
+    assert isinstance(second, dg.SensorResult)
+    assert not second.run_requests
+    assert "unchanged" in second.skip_reason.skip_message
 
 
 def test_sensor_requests_only_changed(instance, repo, tmp_path):
@@ -152,8 +153,9 @@ def test_sensor_idle_github_tick_costs_nothing(instance, fake_github, repo, tmp_
     run_batch(instance, resource, first)
     fake_github.reset_stats()
     second = tick(instance, resource, first.cursor)
-    assert isinstance(second, dg.SkipReason)
-    assert "304" in second.skip_message
+    assert isinstance(second, dg.SensorResult)
+    assert not second.run_requests
+    assert "unchanged" in second.skip_reason.skip_message
     assert fake_github.stats.counted == 0
     assert fake_github.stats.not_modified == 1
 
@@ -260,3 +262,17 @@ def test_spent_limit_retried_after_reset(instance, fake_github, repo, tmp_path, 
     assert set(store.stored_blobs()) == set(FILES)
     assert store.outcome_counts(batch_id)["deferred"] >= 1
     assert store.finished_paths(batch_id) == set(FILES)
+
+
+def test_sensor_restores_partitions_on_new_instance(repo, tmp_path):
+    resource = local_resource(repo, tmp_path)
+    with dg.instance_for_test() as first_instance:
+        first = tick(first_instance, resource)
+        run_batch(first_instance, resource, first)
+    with dg.instance_for_test() as fresh_instance:
+        result = tick(fresh_instance, resource, first.cursor)
+        assert not result.run_requests
+        (request,) = result.dynamic_partitions_requests
+        assert sorted(request.partition_keys) == sorted(
+            partition_key_for_path(path) for path in FILES
+        )
