@@ -13,6 +13,9 @@ import pandas as pd
 from wryte_pipeline.store import Batch, ContentStore, as_utc
 
 MAX_LISTED_FILES = 50
+LATER_TICKS_NOTE = (
+    "more changed files wait for a later tick (the per-tick cap or the rate-limit budget)"
+)
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,8 @@ def render_text(report: BatchReport) -> str:
         f"  duration {_seconds(report.duration_seconds)}, GitHub requests "
         f"{report.requests_used if report.requests_used is not None else 'unknown'}",
     ]
+    if not batch.complete:
+        lines.append(f"  {LATER_TICKS_NOTE}")
     if report.failures:
         lines.append("  failed files:")
         lines.extend(f"    {error or path}" for path, error in report.failures[:MAX_LISTED_FILES])
@@ -115,6 +120,8 @@ def render_markdown(report: BatchReport) -> str:
     counts = " | ".join(str(value) for value in report.counts.values())
     requests = report.requests_used if report.requests_used is not None else ""
     lines.append(f"| {counts} | {_seconds(report.duration_seconds)} | {requests} |")
+    if not report.batch.complete:
+        lines += ["", LATER_TICKS_NOTE.capitalize() + "."]
     if report.failures:
         lines += ["", "**Failed files**", "", "| path | error |", "|---|---|"]
         lines += [

@@ -276,3 +276,16 @@ def test_sensor_restores_partitions_on_new_instance(repo, tmp_path):
         assert sorted(request.partition_keys) == sorted(
             partition_key_for_path(path) for path in FILES
         )
+
+
+def test_capped_batch_report_says_more_follow(instance, repo, tmp_path, monkeypatch):
+    from wryte_pipeline.report import build_report, render_markdown, render_text
+
+    monkeypatch.setenv("WRYTE_MAX_PATHS_PER_TICK", "4")
+    resource = local_resource(repo, tmp_path)
+    first = tick(instance, resource)
+    run_batch(instance, resource, first)
+    store = ContentStore(resource.settings().resolved_database_url)
+    report = build_report(store, store.get_batch(first.run_requests[0].tags[BATCH_TAG]))
+    assert "wait for a later tick" in render_text(report)
+    assert "wait for a later tick" in render_markdown(report)
