@@ -34,7 +34,7 @@ from wryte_pipeline.store import utc_now
 
 __all__ = ["BATCH_TAG", "PUBLISHED_REFRESH_KEY", "AssetJob", "RepositoryAssets", "build_assets"]
 
-# What `dg.define_asset_job` returns; Dagster does not export the class itself.
+# Return type of `dg.define_asset_job`, a class that Dagster does not export.
 AssetJob: TypeAlias = Any
 
 # Key under which the time of the last `published_documents` rebuild is kept.

@@ -107,7 +107,7 @@ class GitHubSource:
         """Return the core rate limit, as the last response's headers reported it.
 
         Every API response carries the budget in its ``X-RateLimit-*`` headers, so after the
-        head check this costs no request; before any request it reads ``/rate_limit``, which
+        head check this costs no request. Before any request it reads ``/rate_limit``, which
         GitHub does not count either.
         """
         if self._last_budget is not None:

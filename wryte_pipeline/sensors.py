@@ -71,7 +71,7 @@ _FINISHED_STATUSES = {
 
 @dataclass(frozen=True)
 class SensorCursor:
-    """What the sensor remembers between ticks.
+    """State the sensor keeps between ticks.
 
     Attributes:
         commit_sha: branch head the last batch was planned at.
