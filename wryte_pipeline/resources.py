@@ -6,6 +6,7 @@ used rather than when the code location loads, so loading definitions never need
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 from dataclasses import replace
@@ -75,9 +76,7 @@ class WryteResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         """Return the content store, connecting on first use."""
         if self._store is None:
             settings = self.settings()
-            self._store = ContentStore(
-                settings.resolved_database_url, table_prefix=settings.table_prefix
-            )
+            self._store = shared_store(settings.resolved_database_url, settings.table_prefix)
         return self._store
 
     def _token_from_env(self) -> str | None:
@@ -94,6 +93,16 @@ class WryteResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     def open_source(self) -> RepositorySource:
         """Return the source for the configured repository."""
         return open_source(self.settings())
+
+
+@functools.lru_cache(maxsize=32)
+def shared_store(url: str, table_prefix: str) -> ContentStore:
+    """Return one store per database and table prefix for the whole process.
+
+    Sensor ticks run in the long-lived code server and build resources anew each tick, so a
+    store per tick would leave an engine and its pooled connections behind every time.
+    """
+    return ContentStore(url, table_prefix=table_prefix)
 
 
 def open_source(settings: Settings) -> RepositorySource:
