@@ -6,9 +6,10 @@ used rather than when the code location loads, so loading definitions never need
 
 from __future__ import annotations
 
-import functools
 import os
 import subprocess
+import threading
+from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -95,14 +96,29 @@ class WryteResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         return open_source(self.settings())
 
 
-@functools.lru_cache(maxsize=32)
+_SHARED_STORES: OrderedDict[tuple[str, str], ContentStore] = OrderedDict()
+_SHARED_STORES_LOCK = threading.Lock()
+MAX_SHARED_STORES = 8
+
+
 def shared_store(url: str, table_prefix: str) -> ContentStore:
     """Return one store per database and table prefix for the whole process.
 
     Sensor ticks run in the long-lived code server and build resources anew each tick, so a
-    store per tick would leave an engine and its pooled connections behind every time.
+    store per tick would leave an engine and its pooled connections behind every time. The
+    least recently used store beyond the first few is closed.
     """
-    return ContentStore(url, table_prefix=table_prefix)
+    key = (url, table_prefix)
+    with _SHARED_STORES_LOCK:
+        store = _SHARED_STORES.get(key)
+        if store is None:
+            store = ContentStore(url, table_prefix=table_prefix)
+            _SHARED_STORES[key] = store
+        _SHARED_STORES.move_to_end(key)
+        while len(_SHARED_STORES) > MAX_SHARED_STORES:
+            _key, evicted = _SHARED_STORES.popitem(last=False)
+            evicted.dispose()
+    return store
 
 
 def open_source(settings: Settings) -> RepositorySource:
