@@ -1,7 +1,7 @@
 """Dynamic partitions keyed by file path, with one reversible encoding for the keys.
 
 Dagster stores any string as a dynamic partition key, but its UI and CLI mis-handle some
-characters (comma, ``...``, brackets, space, ``|``), so every path is percent-encoded the same
+characters (comma, ``...``, brackets, space, ``|``). So every path is percent-encoded the same
 way wherever it becomes a key, and decoded the same way back.
 """
 

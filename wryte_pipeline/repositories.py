@@ -1,4 +1,4 @@
-"""Which repositories to sync: the one named by ``WRYTE_*`` variables, or a config file.
+"""Repositories to sync: the one named by ``WRYTE_*`` variables, or those of a config file.
 
 A config file (``WRYTE_CONFIG``) lists several repositories. Each gets its own assets, file
 partitions, sensor, jobs and tables, prefixed by its name, and all share the run queue::
@@ -43,7 +43,7 @@ class RepositoryConfig:
         repo: ``owner/name`` on GitHub or a local git path.
         branch: branch to follow.
         paths: glob patterns of the files to sync.
-        token_env: name of the environment variable that holds this repository's token.
+        token_env: name of the environment variable that contains this repository's token.
         database_url: SQLAlchemy URL of its content store.
         table_prefix: prefix of its table names, so repositories can share one database.
     """

@@ -46,8 +46,8 @@ class Settings:
         tarball_threshold: from this many files to fetch, one tarball replaces blob requests.
         rate_limit_reserve: requests always left unspent; None means 50 or 10 % of the limit,
             whichever is larger.
-        max_rate_limit_wait_seconds: longest wait for a rate-limit reset within a run; a
-            longer one ends the batch and defers the remaining files to the next sync.
+        max_rate_limit_wait_seconds: maximum wait for a rate-limit reset within a run. A
+            longer wait ends the batch and defers the remaining files to the next sync.
         table_prefix: prefix of the content table names, so repositories can share a database.
         site_timezone: IANA time zone for front matter times written without an offset.
         lock_wait_seconds: how long a run waits for another sync of the same repository to

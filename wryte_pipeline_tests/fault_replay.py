@@ -25,7 +25,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MAX_SYNCS_PER_STEP = 6
 SYNC_TIMEOUT_SECONDS = 600
 
-# Secondary limits under concurrency, 5 % of requests answered 502, 2 % of connections reset.
+# Secondary limits under concurrency, 5 % of requests returning 502, 2 % of connections reset.
 BASE_FAULTS: dict[str, Any] = {
     "latency_seconds": 0.01,
     "error_rate": 0.05,

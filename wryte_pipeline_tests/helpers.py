@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -53,3 +56,36 @@ def changed_paths(repo: Path, old: str | None, new: str) -> set[str]:
     before = expected_documents(repo, old) if old else {}
     after = expected_documents(repo, new)
     return {path for path, sha in after.items() if before.get(path) != sha}
+
+
+def start_dagster_dev(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start `dagster dev` on a free 127.0.0.1 port in its own process group."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "dagster", "dev", "-m", "wryte_pipeline.definitions"]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    return subprocess.Popen(
+        command,
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def wait_until(condition: Callable[[], bool], timeout: float) -> float:
+    """Poll ``condition`` until it is true and return the monotonic time it became true.
+
+    A table the sync has not created yet counts as not true.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return time.monotonic()
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError):
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"condition not met within {timeout} s")

@@ -12,7 +12,12 @@ import pytest
 import sqlalchemy as sa
 
 from wryte_pipeline.store import ContentStore
-from wryte_pipeline_tests.helpers import expected_documents, stored_documents
+from wryte_pipeline_tests.helpers import (
+    expected_documents,
+    start_dagster_dev,
+    stored_documents,
+    wait_until,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -171,45 +176,6 @@ def test_postgres_restart_mid_batch(hugo, fake_github, tmp_path, postgres_url):
     assert again.returncode == 0, again.stdout + again.stderr
     assert stored_documents(postgres_url) == expected_documents(repo, head)
     assert duplicate_outcomes(postgres_url) == []
-
-
-def start_dagster_dev(env):
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dagster",
-            "dev",
-            "-m",
-            "wryte_pipeline.definitions",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-def wait_until(condition, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except (sa.exc.OperationalError, sa.exc.ProgrammingError):
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 @pytest.mark.slow

@@ -2,16 +2,18 @@
 
 import os
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from wryte_pipeline_tests.corpora import commit_files, make_repo
-from wryte_pipeline_tests.helpers import expected_documents, run_cli
+from wryte_pipeline_tests.helpers import (
+    expected_documents,
+    run_cli,
+    start_dagster_dev,
+    wait_until,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,28 +116,10 @@ def test_small_edit_lands_before_big_import(corpus_clones, fake_github, tmp_path
     fake_github.set_head("octo/small", edited)
     fake_github.set_faults(latency_seconds=0.03)
 
-    daemon = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dagster",
-            "dev",
-            "-m",
-            "wryte_pipeline.definitions",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(_free_port()),
-        ],
-        env=env,
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    daemon = start_dagster_dev(env)
     try:
-        small_done = _wait_for(lambda: _edit_landed(database_url, edited), 180)
-        big_done = _wait_for(lambda: len(table_blobs(database_url, "big_documents")) >= 993, 300)
+        small_done = wait_until(lambda: _edit_landed(database_url, edited), 180)
+        big_done = wait_until(lambda: len(table_blobs(database_url, "big_documents")) >= 993, 300)
     finally:
         os.killpg(daemon.pid, 15)
         daemon.wait(timeout=60)
@@ -162,23 +146,3 @@ def _commit_of(database_url: str, path: str) -> str | None:
             ).scalar_one_or_none()
     finally:
         engine.dispose()
-
-
-def _wait_for(condition, timeout: float) -> float:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return time.monotonic()
-        except sa.exc.OperationalError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"condition not met within {timeout} s")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
