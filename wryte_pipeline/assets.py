@@ -19,10 +19,12 @@ import dagster as dg
 
 from wryte_pipeline.batches import (
     BATCH_TAG,
+    FAILED_IN_BATCH_TAG,
     apply_batch,
     batch_for_run,
     item_for_path,
     raise_for_failures,
+    raise_recorded_failures,
     read_head,
     wait_for_rate_limit,
 )
@@ -32,7 +34,14 @@ from wryte_pipeline.repositories import RepositoryConfig
 from wryte_pipeline.resources import WryteResource
 from wryte_pipeline.store import utc_now
 
-__all__ = ["BATCH_TAG", "PUBLISHED_REFRESH_KEY", "AssetJob", "RepositoryAssets", "build_assets"]
+__all__ = [
+    "BATCH_TAG",
+    "FAILED_IN_BATCH_TAG",
+    "PUBLISHED_REFRESH_KEY",
+    "AssetJob",
+    "RepositoryAssets",
+    "build_assets",
+]
 
 # Return type of `dg.define_asset_job`, a class that Dagster does not export.
 AssetJob: TypeAlias = Any
@@ -96,6 +105,7 @@ def build_assets(config: RepositoryConfig) -> RepositoryAssets:
 
         Materializing a partition fetches that path at the branch head and upserts it, or
         removes its row when the path is gone. A backfill over many partitions is one run.
+        The sensor also runs it for each file a batch failed, to mark the partition failed.
         """
         return materialize_documents(context, wryte.for_repository(config))
 
@@ -148,6 +158,9 @@ def materialize_documents(
     """Fetch, parse and store the run's file partitions at the branch head."""
     paths = [path_for_partition_key(key) for key in context.partition_keys]
     store = wryte.open_store()
+    # `get_tag` rather than `context.run`, which a directly invoked asset does not have.
+    if context.op_execution_context.get_tag(FAILED_IN_BATCH_TAG):
+        raise_recorded_failures(store, paths)
     source = wryte.open_source()
     commit_sha, entries = read_head(source)
     items = [item_for_path(path, entries) for path in paths]

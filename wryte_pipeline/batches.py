@@ -20,6 +20,9 @@ from wryte_pipeline.sync import BatchApplier, FileOutcome
 
 BATCH_TAG = "wryte/batch_id"
 
+# Tag of a run that reports a file's recorded failure. Its value is the batch that failed it.
+FAILED_IN_BATCH_TAG = "wryte/failed_in_batch"
+
 
 def read_head(source: RepositorySource) -> tuple[str, dict[str, TreeEntry]]:
     """Return the branch head and its tree; a source error becomes a Dagster failure."""
@@ -188,6 +191,29 @@ def raise_for_failures(outcomes: Sequence[FileOutcome]) -> None:
         f"{len(failures)} of {len(outcomes)} files failed: {listed}",
         metadata={"failed_paths": [outcome.path for outcome in failures]},
         allow_retries=all(outcome.retryable for outcome in failures),
+    )
+
+
+def raise_recorded_failures(store: ContentStore, paths: Sequence[str]) -> None:
+    """Fail the step with the files' recorded errors when each one's latest outcome failed.
+
+    A sync run logs materializations for the files of a batch but targets no file partition,
+    so Dagster cannot show a failed file on the partitions page. The sensor therefore requests
+    a run of the file's partition, which fails here with the error its batch recorded, without
+    a GitHub request. When a file has changed state since, the step does a normal fetch.
+    """
+    failures = store.latest_failures(paths)
+    if not paths or len(failures) < len(paths):
+        return
+    rows = [failures[path] for path in paths]
+    listed = "; ".join(row["error"] or row["path"] for row in rows[:10])
+    raise dg.Failure(
+        f"{len(rows)} of {len(paths)} files failed in batch {rows[0]['batch_id']}: {listed}",
+        metadata={
+            "failed_paths": [row["path"] for row in rows],
+            "blob_shas": [row["blob_sha"] or "" for row in rows],
+        },
+        allow_retries=False,
     )
 
 

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, TextIO
 
 import dagster as dg
@@ -27,11 +28,11 @@ from wryte_pipeline.errors import (
     RepositoryNotFoundError,
     WryteError,
 )
-from wryte_pipeline.partitions import partition_key_for_path
+from wryte_pipeline.partitions import PARTITIONS_NAME, partition_key_for_path
 from wryte_pipeline.report import build_report, render_progress, render_text
 from wryte_pipeline.repositories import RepositoryConfig, load_repository_configs
 from wryte_pipeline.resources import WryteResource
-from wryte_pipeline.sensors import RATE_LIMIT_SKIP_PREFIX, SensorCursor
+from wryte_pipeline.sensors import RATE_LIMIT_SKIP_PREFIX, SensorCursor, failed_file_runs
 from wryte_pipeline.store import Batch, ContentStore
 
 EXIT_OK = 0
@@ -39,6 +40,8 @@ EXIT_FILES_FAILED = 1
 EXIT_CONFIGURATION = 2
 PROGRESS_INTERVAL_SECONDS = 1.0
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Failed-file runs fail by design, and the batch report already lists their errors.
+SILENT_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -111,22 +114,24 @@ def _sync_repository(
     work_left = True
     for _tick in range(max_ticks):
         result = _evaluate_sensor(defs, instance, config, cursor)
-        if isinstance(result, dg.SensorResult) and result.cursor:
-            cursor = result.cursor
-        if isinstance(result, dg.SkipReason) or not result.run_requests:
-            if isinstance(result, dg.SensorResult):
-                _apply_partition_requests(instance, result.dynamic_partitions_requests or [])
+        if isinstance(result, dg.SensorResult):
+            cursor = result.cursor or cursor
+            _apply_partition_requests(instance, result.dynamic_partitions_requests or [])
+        requests = (result.run_requests if isinstance(result, dg.SensorResult) else None) or []
+        _execute_failed_file_runs(defs, instance, [r for r in requests if BATCH_TAG not in r.tags])
+        batch_requests = [request for request in requests if BATCH_TAG in request.tags]
+        if not batch_requests:
             reason = _print_skip(result, out)
             work_left = reason.startswith(RATE_LIMIT_SKIP_PREFIX)
             break
-        _apply_partition_requests(instance, result.dynamic_partitions_requests or [])
         job_name = config.qualified("sync_job")
-        batch = _execute_run(defs, instance, store, job_name, result.run_requests[0], out)
+        batch = _execute_run(defs, instance, store, job_name, batch_requests[0], out)
         batches.append(batch)
         store.save_cursor(cursor_key, cursor or "")
         if SensorCursor.parse(cursor).complete:
             work_left = False
             break
+    cursor = _report_last_failures(defs, instance, config, store, cursor)
     if cursor:
         store.save_cursor(cursor_key, cursor)
     status = _print_reports(store, batches, out)
@@ -239,6 +244,50 @@ def _execute_run(
     if not result.success:
         _raise_run_failure(result)
     return store.get_batch(batch.id) or batch
+
+
+def _report_last_failures(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    config: RepositoryConfig,
+    store: ContentStore,
+    cursor: str | None,
+) -> str | None:
+    """Run the failed-file runs of the last batch now, as the sensor's next tick would."""
+    state = SensorCursor.parse(cursor)
+    if not state.batch_id or state.batch_id == state.failures_reported:
+        return cursor
+    settings = WryteResource().for_repository(config).settings()
+    requests = failed_file_runs(
+        instance,
+        store,
+        settings,
+        config.qualified(PARTITIONS_NAME),
+        state.batch_id,
+        config.qualified("markdown_document_job"),
+    )
+    _execute_failed_file_runs(defs, instance, requests)
+    return replace(state, failures_reported=state.batch_id).serialize()
+
+
+def _execute_failed_file_runs(
+    defs: dg.Definitions, instance: dg.DagsterInstance, requests: Sequence[dg.RunRequest]
+) -> None:
+    """Execute runs that fail on purpose with a file's recorded error; the report lists them.
+
+    An ephemeral instance is gone when the command ends, so it gets none.
+    """
+    if instance.is_ephemeral:
+        return
+    for request in requests:
+        assert request.job_name is not None
+        defs.resolve_job_def(request.job_name).execute_in_process(
+            instance=instance,
+            partition_key=request.partition_key,
+            tags=dict(request.tags),
+            run_config=SILENT_RUN_CONFIG,
+            raise_on_error=False,
+        )
 
 
 def _watch_progress(store: ContentStore, batch: Batch, stop: threading.Event, out: TextIO) -> None:

@@ -7,12 +7,19 @@ neither the network nor a database.
 
 import dagster as dg
 
-from wryte_pipeline.assets import DEFAULT_ASSETS, AssetJob, RepositoryAssets, build_assets
+from wryte_pipeline.assets import DEFAULT_ASSETS, build_assets
 from wryte_pipeline.checks import DEFAULT_CHECKS, build_checks
 from wryte_pipeline.repositories import RepositoryConfig, load_repository_configs
 from wryte_pipeline.resources import WryteResource
 from wryte_pipeline.schedules import DEFAULT_SCHEDULES, build_schedules
-from wryte_pipeline.sensors import build_sensor, build_sync_job, repository_sensor, sync_job
+from wryte_pipeline.sensors import (
+    build_document_job,
+    build_sensor,
+    build_sync_job,
+    document_job,
+    repository_sensor,
+    sync_job,
+)
 
 
 def build_definitions(configs: list[RepositoryConfig]) -> dg.Definitions:
@@ -27,33 +34,25 @@ def build_definitions(configs: list[RepositoryConfig]) -> dg.Definitions:
 def _repository_definitions(config: RepositoryConfig) -> dg.Definitions:
     if config.name is None:
         assets, checks, schedules = DEFAULT_ASSETS, DEFAULT_CHECKS, DEFAULT_SCHEDULES
-        job, sensor = sync_job, repository_sensor
+        job, files_job, sensor = sync_job, document_job, repository_sensor
     else:
         assets = build_assets(config)
         checks = build_checks(assets)
         schedules = build_schedules(assets, checks)
         job = build_sync_job(assets, checks)
-        sensor = build_sensor(assets, job)
+        files_job = build_document_job(assets)
+        sensor = build_sensor(assets, job, files_job)
     return dg.Definitions(
         assets=assets.all,
         asset_checks=checks.all,
         jobs=[
             job,
-            _document_job(assets),
+            files_job,
             schedules.publish_job,
             schedules.content_check_job,
         ],
         sensors=[sensor],
         schedules=[schedules.publish_schedule, schedules.content_check_schedule],
-    )
-
-
-def _document_job(assets: RepositoryAssets) -> AssetJob:
-    return dg.define_asset_job(
-        assets.config.qualified("markdown_document_job"),
-        selection=[assets.markdown_document],
-        partitions_def=assets.partitions,
-        description="Fetch, parse and store chosen files; for backfills over file partitions.",
     )
 
 

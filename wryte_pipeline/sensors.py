@@ -5,21 +5,25 @@ limit. When the head moved, or the last batch left work behind, it lists the tre
 blob SHAs against the content table, stores the planned batch, adds the new paths as
 partitions and requests one run. The cursor moves only with a requested run or a skip, so a
 failed tick is simply tried again.
+
+After a batch ends, the next tick also requests a short run of each file the batch failed
+(up to ``WRYTE_MAX_FAILED_FILE_RUNS``). It fails with the recorded error and no GitHub request,
+so the partitions page shows the file failed rather than not materialized.
 """
 
 import json
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import dagster as dg
 
 from wryte_pipeline.assets import DEFAULT_ASSETS, AssetJob, RepositoryAssets
-from wryte_pipeline.batches import BATCH_TAG, create_batch
+from wryte_pipeline.batches import BATCH_TAG, FAILED_IN_BATCH_TAG, create_batch
 from wryte_pipeline.checks import DEFAULT_CHECKS, RepositoryChecks
 from wryte_pipeline.errors import RateLimitExhaustedError
 from wryte_pipeline.locks import LEASE_SECONDS, LeaseHolder, SyncLease, lease_key
-from wryte_pipeline.partitions import partition_key_for_path
+from wryte_pipeline.partitions import partition_key_for_path, path_for_partition_key
 from wryte_pipeline.plan import Plan, PlannedItem, find_path_twins, fit_budget, plan_sync
 from wryte_pipeline.resources import WryteResource
 from wryte_pipeline.settings import Settings
@@ -43,13 +47,26 @@ def build_sync_job(assets: RepositoryAssets, checks: RepositoryChecks) -> AssetJ
     )
 
 
-def build_sensor(assets: RepositoryAssets, sync_job: AssetJob) -> dg.SensorDefinition:
+def build_document_job(assets: RepositoryAssets) -> AssetJob:
+    """Define the job of chosen file partitions: backfills, and runs of failed files."""
+    return dg.define_asset_job(
+        assets.config.qualified("markdown_document_job"),
+        selection=[assets.markdown_document],
+        partitions_def=assets.partitions,
+        description="Fetch, parse and store chosen files: backfills and failed-file runs.",
+    )
+
+
+def build_sensor(
+    assets: RepositoryAssets, sync_job: AssetJob, document_job: AssetJob
+) -> dg.SensorDefinition:
     """Define the sensor that watches one repository's branch."""
     config = assets.config
+    jobs = TickJobs(sync=sync_job.name, document=document_job.name)
 
     @dg.sensor(
         name=config.qualified("repository_sensor"),
-        job=sync_job,
+        jobs=[sync_job, document_job],
         minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
@@ -57,7 +74,7 @@ def build_sensor(assets: RepositoryAssets, sync_job: AssetJob) -> dg.SensorDefin
         context: dg.SensorEvaluationContext, wryte: WryteResource
     ) -> dg.SensorResult | dg.SkipReason:
         """Request a sync run for the paths that changed since the content table was written."""
-        return evaluate_tick(context, wryte.for_repository(config), assets.partitions)
+        return evaluate_tick(context, wryte.for_repository(config), assets.partitions, jobs)
 
     return repository_sensor
 
@@ -70,6 +87,14 @@ _FINISHED_STATUSES = {
 
 
 @dataclass(frozen=True)
+class TickJobs:
+    """Names of the jobs a tick requests: a batch's sync run and a failed file's run."""
+
+    sync: str = "sync_job"
+    document: str = "markdown_document_job"
+
+
+@dataclass(frozen=True)
 class SensorCursor:
     """State the sensor keeps between ticks.
 
@@ -79,6 +104,7 @@ class SensorCursor:
         batch_id: the last batch requested.
         complete: whether that batch covered every difference (no cap left work behind).
         branch: the branch followed, kept so an idle tick need not look up the default branch.
+        failures_reported: the last batch whose failed files got their runs.
     """
 
     commit_sha: str | None = None
@@ -86,6 +112,7 @@ class SensorCursor:
     batch_id: str | None = None
     complete: bool = False
     branch: str | None = None
+    failures_reported: str | None = None
 
     @classmethod
     def parse(cls, raw: str | None) -> "SensorCursor":
@@ -106,13 +133,100 @@ def evaluate_tick(
     context: dg.SensorEvaluationContext,
     wryte: WryteResource,
     partitions: dg.DynamicPartitionsDefinition,
+    jobs: TickJobs | None = None,
 ) -> dg.SensorResult | dg.SkipReason:
-    """Run one tick: head check, budget check, diff, batch, partition requests and run."""
+    """Run one tick: head check, budget check, diff, batch, partition requests and runs."""
+    jobs = jobs or TickJobs()
     cursor = SensorCursor.parse(context.cursor)
     store = wryte.open_store()
     if cursor.batch_id and _run_in_flight(context, store, wryte.settings(), cursor.batch_id):
         return dg.SkipReason(f"batch {cursor.batch_id} is still running")
 
+    result = _plan_tick(context, wryte, partitions, cursor, store, jobs.sync)
+    if cursor.batch_id is None or cursor.batch_id == cursor.failures_reported:
+        return result
+    replanned = _requested_paths(store, result)
+    assert partitions.name is not None
+    runs = failed_file_runs(
+        context.instance, store, wryte.settings(), partitions.name, cursor.batch_id, jobs.document
+    )
+    runs = [run for run in runs if _run_path(run) not in replanned]
+    if runs:
+        context.log.info("batch %s: requesting %d failed-file runs", cursor.batch_id, len(runs))
+    return _with_failed_file_runs(result, runs, cursor)
+
+
+def failed_file_runs(
+    instance: dg.DagsterInstance,
+    store: ContentStore,
+    settings: Settings,
+    partitions_name: str,
+    batch_id: str,
+    job_name: str,
+) -> list[dg.RunRequest]:
+    """Request a run of each file partition the batch failed for good, up to the setting.
+
+    The run key names the batch and the partition, so a repeated request starts no second run.
+    """
+    existing = set(instance.get_dynamic_partitions(partitions_name))
+    keys = [partition_key_for_path(path) for path in store.permanent_failures(batch_id)]
+    keys = [key for key in keys if key in existing][: settings.max_failed_file_runs]
+    return [
+        dg.RunRequest(
+            run_key=f"{batch_id}:failed:{key}",
+            job_name=job_name,
+            partition_key=key,
+            tags={FAILED_IN_BATCH_TAG: batch_id},
+        )
+        for key in keys
+    ]
+
+
+def _with_failed_file_runs(
+    result: dg.SensorResult | dg.SkipReason, runs: list[dg.RunRequest], cursor: SensorCursor
+) -> dg.SensorResult | dg.SkipReason:
+    """Add the failed-file runs to a tick's result and mark the last batch reported."""
+    if isinstance(result, dg.SkipReason):
+        if not runs:
+            return result
+        marked = replace(cursor, failures_reported=cursor.batch_id)
+        return dg.SensorResult(run_requests=runs, cursor=marked.serialize())
+    after = SensorCursor.parse(result.cursor) if result.cursor else cursor
+    marked = replace(after, failures_reported=cursor.batch_id)
+    requests = [*(result.run_requests or []), *runs]
+    return dg.SensorResult(
+        run_requests=requests or None,
+        skip_reason=None if requests else result.skip_reason,
+        dynamic_partitions_requests=result.dynamic_partitions_requests,
+        cursor=marked.serialize(),
+    )
+
+
+def _requested_paths(store: ContentStore, result: dg.SensorResult | dg.SkipReason) -> set[str]:
+    """Return the paths of the batch a tick requested, which need no failed-file run."""
+    if isinstance(result, dg.SkipReason) or not result.run_requests:
+        return set()
+    batch = store.get_batch(result.run_requests[0].tags[BATCH_TAG])
+    items = batch.items if batch else []
+    return {item["path"] for item in items} | {
+        item["previous_path"] for item in items if item.get("previous_path")
+    }
+
+
+def _run_path(run: dg.RunRequest) -> str:
+    assert run.partition_key is not None
+    return path_for_partition_key(run.partition_key)
+
+
+def _plan_tick(
+    context: dg.SensorEvaluationContext,
+    wryte: WryteResource,
+    partitions: dg.DynamicPartitionsDefinition,
+    cursor: SensorCursor,
+    store: ContentStore,
+    sync_job_name: str,
+) -> dg.SensorResult | dg.SkipReason:
+    """Check the head, diff the tree and request a batch's run when anything changed."""
     source = wryte.open_source()
     source.branch = source.branch or cursor.branch
     etag = cursor.etag if _settled(store, cursor) else None
@@ -165,7 +279,9 @@ def evaluate_tick(
         head.commit_sha, head.etag, batch.id, plan.complete, branch=source.branch
     )
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=batch.id, tags={BATCH_TAG: batch.id})],
+        run_requests=[
+            dg.RunRequest(run_key=batch.id, job_name=sync_job_name, tags={BATCH_TAG: batch.id})
+        ],
         dynamic_partitions_requests=partition_requests(context.instance, partitions, plan.items),
         cursor=next_cursor.serialize(),
     )
@@ -299,4 +415,5 @@ def _worker_is_dead(
 
 
 sync_job = build_sync_job(DEFAULT_ASSETS, DEFAULT_CHECKS)
-repository_sensor = build_sensor(DEFAULT_ASSETS, sync_job)
+document_job = build_document_job(DEFAULT_ASSETS)
+repository_sensor = build_sensor(DEFAULT_ASSETS, sync_job, document_job)

@@ -25,6 +25,7 @@ DEFAULT_MAX_FILE_BYTES = 10 * 1024 * 1024
 DEFAULT_TARBALL_THRESHOLD = 50
 DEFAULT_MAX_RATE_LIMIT_WAIT_SECONDS = 15 * 60
 DEFAULT_LOCK_WAIT_SECONDS = 60
+DEFAULT_MAX_FAILED_FILE_RUNS = 20
 GITHUB_REPOSITORY_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
 
@@ -52,6 +53,8 @@ class Settings:
         site_timezone: IANA time zone for front matter times written without an offset.
         lock_wait_seconds: how long a run waits for another sync of the same repository to
             finish before it stops without writing.
+        max_failed_file_runs: maximum number of files of one batch that get a failed run, so
+            Dagster's partitions page shows them failed; 0 turns these runs off.
     """
 
     repository: str = SAMPLE_REPOSITORY
@@ -68,6 +71,7 @@ class Settings:
     rate_limit_reserve: int | None = None
     max_rate_limit_wait_seconds: int = DEFAULT_MAX_RATE_LIMIT_WAIT_SECONDS
     lock_wait_seconds: int = DEFAULT_LOCK_WAIT_SECONDS
+    max_failed_file_runs: int = DEFAULT_MAX_FAILED_FILE_RUNS
     site_timezone: str = "UTC"
     table_prefix: str = ""
 
@@ -130,6 +134,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         lock_wait_seconds=_optional_int(env, "WRYTE_LOCK_WAIT_SECONDS")
         or DEFAULT_LOCK_WAIT_SECONDS,
+        max_failed_file_runs=_int_or_default(
+            env, "WRYTE_MAX_FAILED_FILE_RUNS", DEFAULT_MAX_FAILED_FILE_RUNS
+        ),
     )
 
 

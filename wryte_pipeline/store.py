@@ -236,6 +236,35 @@ class ContentStore:
         with self.engine.connect() as connection:
             return {row.path: row.blob_sha for row in connection.execute(query)}
 
+    def latest_failures(self, paths: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Return the latest outcome row of each given path whose latest outcome is `failed`."""
+        wanted = list(paths)
+        if not wanted:
+            return {}
+        outcomes = self.tables.sync_outcomes
+        latest = (
+            sa.select(sa.func.max(outcomes.c.id).label("id"))
+            .where(outcomes.c.path.in_(wanted))
+            .group_by(outcomes.c.path)
+            .subquery()
+        )
+        query = (
+            sa.select(outcomes)
+            .join(latest, latest.c.id == outcomes.c.id)
+            .where(outcomes.c.status == "failed")
+        )
+        with self.engine.connect() as connection:
+            return {row["path"]: dict(row) for row in connection.execute(query).mappings()}
+
+    def permanent_failures(self, batch_id: str) -> list[str]:
+        """Return the paths of a batch that failed for good, in the order they failed."""
+        latest = {row["path"]: row for row in self.outcomes(batch_id)}
+        return [
+            path
+            for path, row in latest.items()
+            if row["status"] == "failed" and not row["retryable"]
+        ]
+
     def retryable_failures(self, batch_id: str) -> int:
         """Count the files of a batch whose failure may pass on a later attempt."""
         query = (

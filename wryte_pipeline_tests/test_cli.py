@@ -258,3 +258,32 @@ def test_cli_bad_setting_named(tmp_path, variables, message):
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_cli_marks_failed_partition(fake_github, tmp_path, database_url):
+    """With a DAGSTER_HOME, the broken file's partition ends failed, at no extra GitHub cost."""
+    import dagster as dg
+
+    from wryte_pipeline.assets import markdown_document
+    from wryte_pipeline.partitions import PARTITIONS_NAME
+
+    files = {"posts/ok.md": b"---\ntitle: Fine\n---\n", "posts/bad.md": b"---\nx: [\n---\n"}
+    make_repo(tmp_path / "repo", files)
+    fake_github.add_repo("octo/blog", tmp_path / "repo")
+    env = github_env(fake_github, "octo/blog", tmp_path, database_url)
+    env["DAGSTER_HOME"] = str(tmp_path / "dagster_home")
+    (tmp_path / "dagster_home").mkdir()
+
+    result = run_cli("sync", env=env)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert fake_github.stats.blobs == len(files)
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        keys = instance.get_dynamic_partitions(PARTITIONS_NAME)
+        statuses = instance.get_status_by_partition(
+            markdown_document.key, keys, markdown_document.partitions_def
+        )
+    assert {key: status.value for key, status in statuses.items()} == {
+        "posts/ok.md": "MATERIALIZED",
+        "posts/bad.md": "FAILED",
+    }

@@ -4,9 +4,12 @@ import os
 import shutil
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from wryte_pipeline.partitions import PARTITIONS_NAME, partition_key_for_path
+from wryte_pipeline.repositories import RepositoryConfig
 from wryte_pipeline_tests.corpora import commit_files, make_repo
 from wryte_pipeline_tests.helpers import (
     expected_documents,
@@ -16,6 +19,7 @@ from wryte_pipeline_tests.helpers import (
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+BROKEN_PATH = "broken.md"
 
 
 def table_blobs(database_url: str, table: str) -> dict[str, str]:
@@ -112,7 +116,8 @@ def test_small_edit_lands_before_big_import(corpus_clones, fake_github, tmp_path
         "WRYTE_TARBALL_THRESHOLD": "100000",
     }
     assert run_cli("sync", "--repository", "small", env=env).returncode == 0
-    edited = commit_files(small, {"a.md": b"---\ntitle: A, edited\n---\n"}, "edit")
+    edit = {"a.md": b"---\ntitle: A, edited\n---\n", BROKEN_PATH: b"---\ntitle: Notes: two\n---\n"}
+    edited = commit_files(small, edit, "edit, and add a file with broken front matter")
     fake_github.set_head("octo/small", edited)
     fake_github.set_faults(latency_seconds=0.03)
 
@@ -120,12 +125,30 @@ def test_small_edit_lands_before_big_import(corpus_clones, fake_github, tmp_path
     try:
         small_done = wait_until(lambda: _edit_landed(database_url, edited), 180)
         big_done = wait_until(lambda: len(table_blobs(database_url, "big_documents")) >= 993, 300)
+        # The sensor's next tick requests a failed run of the broken file's partition.
+        wait_until(lambda: _partition_status(home, "small", BROKEN_PATH) == "FAILED", 120)
     finally:
         os.killpg(daemon.pid, 15)
         daemon.wait(timeout=60)
     assert small_done < big_done
-    assert table_blobs(database_url, "small_documents") == expected_documents(small, edited)
+    expected = expected_documents(small, edited)
+    del expected[BROKEN_PATH]
+    assert table_blobs(database_url, "small_documents") == expected
+    assert _partition_status(home, "small", "a.md") == "MATERIALIZED"
     assert table_blobs(database_url, "big_documents") == expected_documents(big, "HEAD")
+
+
+def _partition_status(home: Path, name: str, path: str) -> str:
+    """Return the partitions page's status of a file of the named repository."""
+    config = RepositoryConfig(name=name)
+    partitions = dg.DynamicPartitionsDefinition(name=config.qualified(PARTITIONS_NAME))
+    key = partition_key_for_path(path)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        statuses = instance.get_status_by_partition(
+            dg.AssetKey([name, "markdown_document"]), [key], partitions
+        )
+    status = statuses.get(key)
+    return status.value if status else "MISSING"
 
 
 def _edit_landed(database_url: str, commit: str) -> bool:

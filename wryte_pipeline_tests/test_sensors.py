@@ -3,7 +3,7 @@
 import dagster as dg
 import pytest
 
-from wryte_pipeline.assets import BATCH_TAG
+from wryte_pipeline.assets import BATCH_TAG, FAILED_IN_BATCH_TAG
 from wryte_pipeline.definitions import defs
 from wryte_pipeline.partitions import PARTITIONS_NAME, partition_key_for_path
 from wryte_pipeline.resources import WryteResource
@@ -289,3 +289,90 @@ def test_capped_batch_report_says_more_follow(instance, repo, tmp_path, monkeypa
     report = build_report(store, store.get_batch(first.run_requests[0].tags[BATCH_TAG]))
     assert "wait for a later tick" in render_text(report)
     assert "wait for a later tick" in render_markdown(report)
+
+
+BROKEN = b"---\ntitle: Notes: part two\n---\nBody\n"
+
+
+def partition_statuses(instance):
+    document = defs.resolve_assets_def("markdown_document")
+    keys = instance.get_dynamic_partitions(PARTITIONS_NAME)
+    statuses = instance.get_status_by_partition(document.key, keys, document.partitions_def)
+    return {key: status.value if status else "MISSING" for key, status in statuses.items()}
+
+
+def run_failed_file_runs(instance, resource, result):
+    """Execute a tick's failed-file runs as the daemon would; each is expected to fail."""
+    runs = [request for request in result.run_requests if BATCH_TAG not in request.tags]
+    for request in runs:
+        outcome = defs.resolve_job_def(request.job_name).execute_in_process(
+            instance=instance,
+            partition_key=request.partition_key,
+            tags=request.tags,
+            resources={"wryte": resource},
+            raise_on_error=False,
+        )
+        assert not outcome.success
+    return runs
+
+
+def test_failed_file_partition_status(instance, repo, tmp_path):
+    commit_files(repo, {"posts/broken.md": BROKEN}, "add a broken file")
+    resource = local_resource(repo, tmp_path)
+    first = tick(instance, resource)
+    run_batch(instance, resource, first)
+    broken_key = partition_key_for_path("posts/broken.md")
+    assert partition_statuses(instance)[broken_key] == "MISSING"
+
+    second = tick(instance, resource, first.cursor)
+    runs = run_failed_file_runs(instance, resource, second)
+    assert [run.partition_key for run in runs] == [broken_key]
+    assert runs[0].job_name == "markdown_document_job"
+    statuses = partition_statuses(instance)
+    assert statuses.pop(broken_key) == "FAILED"
+    assert set(statuses.values()) == {"MATERIALIZED"}
+    batch_id = SensorCursor.parse(first.cursor).batch_id
+    (failed_run,) = instance.get_runs(filters=dg.RunsFilter(tags={FAILED_IN_BATCH_TAG: batch_id}))
+    (failure,) = instance.all_logs(failed_run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    assert "posts/broken.md, line 2" in failure.dagster_event.step_failure_data.error.message
+
+    third = tick(instance, resource, second.cursor)
+    assert not third.run_requests, "a batch's failed files get their runs once"
+
+    commit_files(repo, {"posts/broken.md": b"---\ntitle: 'Notes: part two'\n---\n"}, "fix")
+    fourth = tick(instance, resource, third.cursor)
+    run_batch(instance, resource, fourth)
+    assert partition_statuses(instance)[broken_key] == "MATERIALIZED"
+    assert not run_failed_file_runs(instance, resource, tick(instance, resource, fourth.cursor))
+
+
+def test_failed_file_runs_capped_by_setting(instance, repo, tmp_path, monkeypatch):
+    monkeypatch.setenv("WRYTE_MAX_FAILED_FILE_RUNS", "1")
+    commit_files(repo, {"posts/broken-1.md": BROKEN, "posts/broken-2.md": BROKEN}, "break")
+    resource = local_resource(repo, tmp_path)
+    first = tick(instance, resource)
+    run_batch(instance, resource, first)
+    assert (
+        len(run_failed_file_runs(instance, resource, tick(instance, resource, first.cursor))) == 1
+    )
+
+    monkeypatch.setenv("WRYTE_MAX_FAILED_FILE_RUNS", "0")
+    resource = local_resource(repo, tmp_path)
+    commit_files(repo, {"posts/broken-3.md": BROKEN}, "break again")
+    second = tick(instance, resource, first.cursor)
+    run_batch(instance, resource, second)
+    assert not tick(instance, resource, second.cursor).run_requests
+
+
+def test_failed_file_run_refetches_changed_file(instance, repo, tmp_path):
+    """A failed-file run whose file has a newer outcome does a normal fetch instead."""
+    resource = local_resource(repo, tmp_path)
+    first = tick(instance, resource)
+    run_batch(instance, resource, first)
+    outcome = defs.resolve_job_def("markdown_document_job").execute_in_process(
+        instance=instance,
+        partition_key=partition_key_for_path("posts/post-01.md"),
+        tags={FAILED_IN_BATCH_TAG: SensorCursor.parse(first.cursor).batch_id},
+        resources={"wryte": resource},
+    )
+    assert outcome.success

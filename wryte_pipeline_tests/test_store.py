@@ -92,6 +92,37 @@ def test_store_retryable_failure_not_settled(store):
     assert store.retryable_failures(batch.id) == 1
 
 
+def test_store_permanent_failures_use_latest_outcome(store):
+    batch = new_batch(store)
+    store.insert_outcomes(
+        [
+            outcome(batch.id, "bad.md", "failed"),
+            outcome(batch.id, "flaky.md", "failed", retryable=True),
+            outcome(batch.id, "retried.md", "failed", retryable=True),
+            outcome(batch.id, "retried.md", "succeeded"),
+            outcome(batch.id, "good.md"),
+        ]
+    )
+    assert store.permanent_failures(batch.id) == ["bad.md"]
+
+
+def test_store_latest_failures_across_batches(store):
+    first = new_batch(store)
+    store.insert_outcomes(
+        [
+            outcome(first.id, "bad.md", "failed", error="bad"),
+            outcome(first.id, "fixed.md", "failed"),
+        ]
+    )
+    second = new_batch(store)
+    store.insert_outcomes([outcome(second.id, "fixed.md", "succeeded")])
+    failures = store.latest_failures(["bad.md", "fixed.md", "unknown.md"])
+    assert list(failures) == ["bad.md"]
+    assert failures["bad.md"]["batch_id"] == first.id
+    assert failures["bad.md"]["error"] == "bad"
+    assert store.latest_failures([]) == {}
+
+
 def test_store_batch_round_trip(store):
     items = [{"action": "upsert", "path": "a.md", "sha": "a" * 40}]
     batch = new_batch(store, items)

@@ -409,3 +409,25 @@ def test_partitions_page_lists_files(dagster_ui):
 
     for path in paths:
         assert path in page.dom, f"partition {path} not shown on {page.url}"
+
+
+def test_partitions_page_shows_failed_file(dagster_ui):
+    """The failed file's partition counts as failed, the other three as materialized."""
+    wanted = ["Failed (1)", f"Materialized ({len(REPO_FILES) - 1})"]
+    page = render_page(
+        dagster_ui,
+        "/assets/markdown_document?view=partitions",
+        lambda dom: all(label in dom for label in wanted),
+    )
+    for label in wanted:
+        assert label in page.dom, f"{label!r} not shown on {page.url}"
+
+    screenshot = ARTIFACTS_DIR / "markdown_document_partitions.png"
+    screenshot.unlink(missing_ok=True)
+    run_chromium(
+        dagster_ui,
+        f"--window-size={SCREENSHOT_WINDOW_SIZE}",
+        f"--screenshot={screenshot}",
+        page.url,
+    )
+    assert screenshot.is_file(), f"chromium wrote no screenshot to {screenshot}"
