@@ -32,13 +32,15 @@ from wryte_pipeline.partitions import PARTITIONS_NAME, partition_key_for_path
 from wryte_pipeline.report import build_report, render_progress, render_text
 from wryte_pipeline.repositories import RepositoryConfig, load_repository_configs
 from wryte_pipeline.resources import WryteResource
+from wryte_pipeline.schedules import publish_is_due
 from wryte_pipeline.sensors import RATE_LIMIT_SKIP_PREFIX, SensorCursor, failed_file_runs
-from wryte_pipeline.store import Batch, ContentStore
+from wryte_pipeline.store import Batch, ContentStore, utc_now
 
 EXIT_OK = 0
 EXIT_FILES_FAILED = 1
 EXIT_CONFIGURATION = 2
 PROGRESS_INTERVAL_SECONDS = 1.0
+FINISH_WAIT_SECONDS = 5.0
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 # Failed-file runs fail by design, and the batch report already lists their errors.
 SILENT_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -132,6 +134,8 @@ def _sync_repository(
             work_left = False
             break
     cursor = _report_last_failures(defs, instance, config, store, cursor)
+    if not batches and not work_left:
+        _publish_if_due(defs, instance, config, store, out)
     if cursor:
         store.save_cursor(cursor_key, cursor)
     status = _print_reports(store, batches, out)
@@ -158,23 +162,44 @@ def run_status(args: argparse.Namespace, out: TextIO) -> int:
     """Print a batch's progress, redrawing with ``--watch`` until every file has an outcome."""
     config = _selected_configs(args.repository)[0]
     store = WryteResource().for_repository(config).open_store()
-    batch = store.get_batch(args.batch) if args.batch else store.latest_batch()
-    if batch is None:
-        raise ConfigurationError(
-            f"batch {args.batch!r} not found"
-            if args.batch
-            else "no sync batch found yet: run `python -m wryte_pipeline sync` first"
-        )
+    batch = _find_batch(store, args.batch, args.watch, out)
+    settle_deadline = None
     while True:
         batch = store.get_batch(batch.id) or batch
         report = build_report(store, batch)
         out.write(f"\r{_progress_bar(report.done, report.total)} {render_progress(report)}")
         out.flush()
-        if not args.watch or report.done >= report.total or batch.finished_at:
+        if not args.watch or batch.finished_at:
             break
+        if report.done >= report.total:
+            # The run writes the finish time just after the last outcome, so wait a moment for it.
+            settle_deadline = settle_deadline or time.monotonic() + FINISH_WAIT_SECONDS
+            if time.monotonic() > settle_deadline:
+                break
         time.sleep(PROGRESS_INTERVAL_SECONDS)
     out.write("\n" + render_text(report) + "\n")
     return EXIT_FILES_FAILED if report.failed else EXIT_OK
+
+
+def _find_batch(store: ContentStore, batch_id: str | None, watch: bool, out: TextIO) -> Batch:
+    """Return the named batch or the latest one. With ``watch``, wait for a first batch."""
+    if batch_id:
+        batch = store.get_batch(batch_id)
+        if batch is None:
+            raise ConfigurationError(f"batch {batch_id!r} not found")
+        return batch
+    batch = store.latest_batch()
+    if batch is None and watch:
+        out.write("waiting for the first sync batch (Ctrl-C stops)\n")
+        out.flush()
+        while batch is None:
+            time.sleep(PROGRESS_INTERVAL_SECONDS)
+            batch = store.latest_batch()
+    if batch is None:
+        raise ConfigurationError(
+            "no sync batch found yet: run `python -m wryte_pipeline sync` first"
+        )
+    return batch
 
 
 def run_partition_key(args: argparse.Namespace, out: TextIO) -> int:
@@ -246,6 +271,28 @@ def _execute_run(
     return store.get_batch(batch.id) or batch
 
 
+def _publish_if_due(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    config: RepositoryConfig,
+    store: ContentStore,
+    out: TextIO,
+) -> None:
+    """Rebuild `published_documents` when a publish or expiry time fell due since the last build.
+
+    A sync that applied a batch has rebuilt it already. Without this, a scheduled post would
+    wait for the daemon's publish schedule or the next push.
+    """
+    if not publish_is_due(store, utc_now()):
+        return
+    result = defs.resolve_job_def(config.qualified("publish_job")).execute_in_process(
+        instance=instance, run_config=QUIET_RUN_CONFIG, raise_on_error=False
+    )
+    if not result.success:
+        _raise_run_failure(result)
+    out.write("published_documents rebuilt: a publish or expiry time fell due\n")
+
+
 def _report_last_failures(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -273,7 +320,7 @@ def _report_last_failures(
 def _execute_failed_file_runs(
     defs: dg.Definitions, instance: dg.DagsterInstance, requests: Sequence[dg.RunRequest]
 ) -> None:
-    """Execute runs that fail on purpose with a file's recorded error; the report lists them.
+    """Execute runs that fail on purpose with a file's recorded error.
 
     An ephemeral instance is gone when the command ends, so it gets none.
     """

@@ -13,6 +13,7 @@ from wryte_pipeline.assets import (
 )
 from wryte_pipeline.checks import DEFAULT_CHECKS, RepositoryChecks
 from wryte_pipeline.resources import WryteResource
+from wryte_pipeline.store import ContentStore
 
 
 @dataclass(frozen=True)
@@ -69,13 +70,18 @@ def evaluate_publish_tick(
     """Skip unless a publish or expiry time fell due since the last rebuild."""
     store = wryte.open_store()
     now = context.scheduled_execution_time
-    saved = store.load_cursor(PUBLISHED_REFRESH_KEY)
-    if saved is not None:
-        last = datetime.fromisoformat(saved)
-        due = store.publish_events_between(last, now)
-        if not due:
-            return dg.SkipReason(f"no publish or expiry time fell due since {last.isoformat()}")
+    if not publish_is_due(store, now):
+        last = store.load_cursor(PUBLISHED_REFRESH_KEY)
+        return dg.SkipReason(f"no publish or expiry time fell due since {last}")
     return dg.RunRequest(run_key=f"publish-{now.isoformat()}")
+
+
+def publish_is_due(store: ContentStore, now: datetime) -> bool:
+    """Tell whether `published_documents` was never built or a time in it fell due since."""
+    saved = store.load_cursor(PUBLISHED_REFRESH_KEY)
+    if saved is None:
+        return True
+    return store.publish_events_between(datetime.fromisoformat(saved), now) > 0
 
 
 DEFAULT_SCHEDULES = build_schedules(DEFAULT_ASSETS, DEFAULT_CHECKS)

@@ -1,3 +1,8 @@
+import os
+import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -229,6 +234,34 @@ def test_cli_status_watch_ends(tmp_path):
     assert status.returncode == 1
     assert "2 of 2 files, 1 failed" in status.stdout
     assert "b.md, line 3: invalid YAML front matter" in status.stdout
+
+
+def test_cli_status_watch_waits_for_batch(tmp_path):
+    """`status --watch` started before any sync waits, then reports the finished batch."""
+    env = {"WRYTE_HOME": str(tmp_path / "home")}
+    make_repo(tmp_path / "repo", {f"p{i}.md": b"---\ntitle: T\n---\n" for i in range(30)})
+    env["WRYTE_REPO"] = str(tmp_path / "repo")
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "wryte_pipeline", "status", "--watch"],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(3)
+        assert watcher.poll() is None, "status --watch exited before any batch existed"
+        sync = run_cli("sync", env=env)
+        output, _ = watcher.communicate(timeout=60)
+    finally:
+        watcher.kill()
+
+    assert sync.returncode == 0, sync.stdout + sync.stderr
+    assert watcher.returncode == 0, output
+    assert "waiting for the first sync batch" in output
+    assert "30 of 30 files" in output
+    duration = re.search(r"duration \S+ s", sync.stdout)
+    assert duration is not None, sync.stdout
+    assert duration.group() in output
 
 
 @pytest.mark.parametrize(

@@ -195,3 +195,27 @@ def _visible(row: dict, now: datetime) -> bool:
 
 def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def test_cli_sync_publishes_due_post(tmp_path, monkeypatch, capsys):
+    """A sync with nothing to fetch still rebuilds `published_documents` once a post is due."""
+    from wryte_pipeline import assets, cli
+
+    make_repo(tmp_path / "repo", {"posts/later.md": FILES["posts/later.md"]})
+    monkeypatch.setenv("WRYTE_REPO", str(tmp_path / "repo"))
+    monkeypatch.setenv("WRYTE_DATABASE_URL", f"sqlite:///{tmp_path / 'content.db'}")
+    resource = WryteResource()
+    assert cli.main(["sync"]) == 0
+    assert published_paths(resource) == set()
+
+    assert cli.main(["sync"]) == 0
+    assert "published_documents rebuilt" not in capsys.readouterr().out
+
+    later = NOW + timedelta(hours=3)
+    monkeypatch.setattr(cli, "utc_now", lambda: later)
+    monkeypatch.setattr(assets, "utc_now", lambda: later)
+    assert cli.main(["sync"]) == 0
+    output = capsys.readouterr().out
+    assert "nothing to sync" in output
+    assert "published_documents rebuilt" in output
+    assert published_paths(resource) == {"posts/later.md"}
