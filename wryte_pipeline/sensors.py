@@ -14,6 +14,7 @@ so the partitions page shows the file failed rather than not materialized.
 import json
 import time
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, replace
 
 import dagster as dg
@@ -23,7 +24,7 @@ from wryte_pipeline.batches import BATCH_TAG, FAILED_IN_BATCH_TAG, create_batch
 from wryte_pipeline.checks import DEFAULT_CHECKS, RepositoryChecks
 from wryte_pipeline.errors import RateLimitExhaustedError
 from wryte_pipeline.locks import LEASE_SECONDS, LeaseHolder, SyncLease, lease_key
-from wryte_pipeline.partitions import partition_key_for_path, path_for_partition_key
+from wryte_pipeline.partitions import partition_key_for_path
 from wryte_pipeline.plan import Plan, PlannedItem, find_path_twins, fit_budget, plan_sync
 from wryte_pipeline.resources import WryteResource
 from wryte_pipeline.settings import Settings
@@ -31,6 +32,9 @@ from wryte_pipeline.source import RateBudget
 from wryte_pipeline.store import Batch, ContentStore
 
 SENSOR_INTERVAL_SECONDS = 30
+# The queued run coordinator starts runs of higher `dagster/priority` first; the default is 0.
+PRIORITY_TAG = "dagster/priority"
+FAILED_FILE_RUN_PRIORITY = "-1"
 RATE_LIMIT_SKIP_PREFIX = "GitHub rate limit low"
 
 
@@ -145,12 +149,16 @@ def evaluate_tick(
     result = _plan_tick(context, wryte, partitions, cursor, store, jobs.sync)
     if cursor.batch_id is None or cursor.batch_id == cursor.failures_reported:
         return result
-    replanned = _requested_paths(store, result)
     assert partitions.name is not None
     runs = failed_file_runs(
-        context.instance, store, wryte.settings(), partitions.name, cursor.batch_id, jobs.document
+        context.instance,
+        store,
+        wryte.settings(),
+        partitions.name,
+        cursor.batch_id,
+        jobs.document,
+        replanned=_requested_paths(store, result),
     )
-    runs = [run for run in runs if _run_path(run) not in replanned]
     if runs:
         context.log.info("batch %s: requesting %d failed-file runs", cursor.batch_id, len(runs))
     return _with_failed_file_runs(result, runs, cursor)
@@ -163,20 +171,24 @@ def failed_file_runs(
     partitions_name: str,
     batch_id: str,
     job_name: str,
+    replanned: Collection[str] = (),
 ) -> list[dg.RunRequest]:
     """Request a run of each file partition the batch failed for good, up to the setting.
 
-    The run key names the batch and the partition, so a repeated request starts no second run.
+    Paths in ``replanned`` are in a new batch already and get none. The run key names the batch
+    and the partition, so a repeated request starts no second run. A low priority lets queued
+    sync runs start first.
     """
     existing = set(instance.get_dynamic_partitions(partitions_name))
-    keys = [partition_key_for_path(path) for path in store.permanent_failures(batch_id)]
+    paths = [path for path in store.permanent_failures(batch_id) if path not in replanned]
+    keys = [partition_key_for_path(path) for path in paths]
     keys = [key for key in keys if key in existing][: settings.max_failed_file_runs]
     return [
         dg.RunRequest(
             run_key=f"{batch_id}:failed:{key}",
             job_name=job_name,
             partition_key=key,
-            tags={FAILED_IN_BATCH_TAG: batch_id},
+            tags={FAILED_IN_BATCH_TAG: batch_id, PRIORITY_TAG: FAILED_FILE_RUN_PRIORITY},
         )
         for key in keys
     ]
@@ -211,11 +223,6 @@ def _requested_paths(store: ContentStore, result: dg.SensorResult | dg.SkipReaso
     return {item["path"] for item in items} | {
         item["previous_path"] for item in items if item.get("previous_path")
     }
-
-
-def _run_path(run: dg.RunRequest) -> str:
-    assert run.partition_key is not None
-    return path_for_partition_key(run.partition_key)
 
 
 def _plan_tick(

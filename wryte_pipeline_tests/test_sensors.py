@@ -328,6 +328,7 @@ def test_failed_file_partition_status(instance, repo, tmp_path):
     runs = run_failed_file_runs(instance, resource, second)
     assert [run.partition_key for run in runs] == [broken_key]
     assert runs[0].job_name == "markdown_document_job"
+    assert runs[0].tags["dagster/priority"] == "-1", "sync runs should start first"
     statuses = partition_statuses(instance)
     assert statuses.pop(broken_key) == "FAILED"
     assert set(statuses.values()) == {"MATERIALIZED"}
