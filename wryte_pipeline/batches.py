@@ -168,7 +168,11 @@ def _latest_reset(outcomes: Sequence[FileOutcome]) -> float:
 def log_partition_event(
     context: dg.AssetExecutionContext, document_key: dg.AssetKey, outcome: FileOutcome
 ) -> None:
-    """Log a file's materialization, or an observation carrying its failure or skip."""
+    """Log a file's materialization, or an observation carrying its failure or skip.
+
+    NOTE: Dagster stores each logged event on its own (8 to 15 ms on SQLite or PostgreSQL
+    instance storage), which is most of a large import's time.
+    """
     key = partition_key_for_path(outcome.path)
     metadata = {"path": outcome.path, "status": outcome.status}
     if outcome.blob_sha:
