@@ -624,6 +624,17 @@ class _YamlLoader:
         mark = err.problem_mark or err.context_mark
         problem = ", ".join(part for part in (err.context, err.problem) if part)
         line = self._line(mark) if mark is not None else self._first_line
+        if err.context in _UNCLOSED_CONTEXTS and err.context_mark is not None:
+            # ruamel reports an unclosed quote or bracket where it gave up, often lines later,
+            # so point at the line that opened it.
+            opened = self._line(err.context_mark)
+            if opened < line:
+                raise FrontMatterError(
+                    self._path,
+                    opened,
+                    f"invalid YAML front matter: {problem} on line {line}; close the "
+                    f"{_UNCLOSED_CONTEXTS[err.context]} opened on line {opened}",
+                ) from err
         raise FrontMatterError(
             self._path, line, f"invalid YAML front matter: {problem}; {_yaml_hint(problem)}"
         ) from err
@@ -633,6 +644,15 @@ def _shown_tag(tag: str) -> str:
     if tag.startswith(_CORE_TAG_PREFIX):
         return "!!" + tag[len(_CORE_TAG_PREFIX) :]
     return tag
+
+
+# Contexts of ruamel errors raised when a quoted scalar or a flow collection is never closed,
+# with what the writer has to close.
+_UNCLOSED_CONTEXTS = {
+    "while scanning a quoted scalar": "quote",
+    "while parsing a flow sequence": "'['",
+    "while parsing a flow mapping": "'{'",
+}
 
 
 def _yaml_hint(problem: str) -> str:

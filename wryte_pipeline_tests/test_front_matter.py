@@ -666,6 +666,21 @@ REJECTED_CASES = [
     pytest.param("---\nx: 1\ntags: [[a]]\n---\n", 3, "'tags' must list text", id="nested-tags"),
     pytest.param("---\ncategories: {a: 1}\n---\n", 2, "'categories' must be", id="mapping-terms"),
     pytest.param(BILLION_LAUGHS, 7, "more than 100,000 values once YAML aliases", id="alias-bomb"),
+    pytest.param(
+        '---\ntitle: "Open\ndate: 2024-01-02\n---\n',
+        2,
+        "on line 4; close the quote opened on line 2",
+        id="yaml-unclosed-quote",
+    ),
+    pytest.param(
+        "---\ntags: [a, b\ndate: 2024-01-02\n---\n",
+        2,
+        r"on line 3; close the '\[' opened on line 2",
+        id="yaml-unclosed-bracket",
+    ),
+    pytest.param(
+        "---\nx: {a: 1\n---\n", 2, "close the '{' opened on line 2", id="yaml-unclosed-brace"
+    ),
 ]
 
 
