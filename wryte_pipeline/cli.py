@@ -33,7 +33,13 @@ from wryte_pipeline.report import build_report, render_progress, render_text
 from wryte_pipeline.repositories import RepositoryConfig, load_repository_configs
 from wryte_pipeline.resources import WryteResource
 from wryte_pipeline.schedules import publish_is_due
-from wryte_pipeline.sensors import RATE_LIMIT_SKIP_PREFIX, SensorCursor, failed_file_runs
+from wryte_pipeline.sensors import (
+    DOCUMENT_JOB_NAME,
+    RATE_LIMIT_SKIP_PREFIX,
+    SensorCursor,
+    failed_file_runs,
+)
+from wryte_pipeline.settings import Settings
 from wryte_pipeline.store import Batch, ContentStore, utc_now
 
 EXIT_OK = 0
@@ -133,7 +139,7 @@ def _sync_repository(
         if SensorCursor.parse(cursor).complete:
             work_left = False
             break
-    cursor = _report_last_failures(defs, instance, config, store, cursor)
+    cursor = _report_last_failures(defs, instance, config, store, settings, cursor)
     if not batches and not work_left:
         _publish_if_due(defs, instance, config, store, out)
     if cursor:
@@ -298,20 +304,23 @@ def _report_last_failures(
     instance: dg.DagsterInstance,
     config: RepositoryConfig,
     store: ContentStore,
+    settings: Settings,
     cursor: str | None,
 ) -> str | None:
-    """Run the failed-file runs of the last batch now, as the sensor's next tick would."""
+    """Run the failed-file runs of the last batch now, as the sensor's next tick would.
+
+    Calling the sensor once more would do the same but spend another head request.
+    """
     state = SensorCursor.parse(cursor)
     if not state.batch_id or state.batch_id == state.failures_reported:
         return cursor
-    settings = WryteResource().for_repository(config).settings()
     requests = failed_file_runs(
         instance,
         store,
         settings,
         config.qualified(PARTITIONS_NAME),
         state.batch_id,
-        config.qualified("markdown_document_job"),
+        config.qualified(DOCUMENT_JOB_NAME),
     )
     _execute_failed_file_runs(defs, instance, requests)
     return replace(state, failures_reported=state.batch_id).serialize()

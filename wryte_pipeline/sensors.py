@@ -36,6 +36,8 @@ SENSOR_INTERVAL_SECONDS = 30
 PRIORITY_TAG = "dagster/priority"
 FAILED_FILE_RUN_PRIORITY = "-1"
 RATE_LIMIT_SKIP_PREFIX = "GitHub rate limit low"
+# Base name of the job over file partitions; several repositories prefix it with their name.
+DOCUMENT_JOB_NAME = "markdown_document_job"
 
 
 def build_sync_job(assets: RepositoryAssets, checks: RepositoryChecks) -> AssetJob:
@@ -54,7 +56,7 @@ def build_sync_job(assets: RepositoryAssets, checks: RepositoryChecks) -> AssetJ
 def build_document_job(assets: RepositoryAssets) -> AssetJob:
     """Define the job of chosen file partitions: backfills, and runs of failed files."""
     return dg.define_asset_job(
-        assets.config.qualified("markdown_document_job"),
+        assets.config.qualified(DOCUMENT_JOB_NAME),
         selection=[assets.markdown_document],
         partitions_def=assets.partitions,
         description="Fetch, parse and store chosen files: backfills and failed-file runs.",
@@ -94,8 +96,8 @@ _FINISHED_STATUSES = {
 class TickJobs:
     """Names of the jobs a tick requests: a batch's sync run and a failed file's run."""
 
-    sync: str = "sync_job"
-    document: str = "markdown_document_job"
+    sync: str
+    document: str
 
 
 @dataclass(frozen=True)
@@ -137,10 +139,9 @@ def evaluate_tick(
     context: dg.SensorEvaluationContext,
     wryte: WryteResource,
     partitions: dg.DynamicPartitionsDefinition,
-    jobs: TickJobs | None = None,
+    jobs: TickJobs,
 ) -> dg.SensorResult | dg.SkipReason:
     """Run one tick: head check, budget check, diff, batch, partition requests and runs."""
-    jobs = jobs or TickJobs()
     cursor = SensorCursor.parse(context.cursor)
     store = wryte.open_store()
     if cursor.batch_id and _run_in_flight(context, store, wryte.settings(), cursor.batch_id):

@@ -238,13 +238,13 @@ class ContentStore:
 
     def latest_failures(self, paths: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Return the latest outcome row of each given path whose latest outcome is `failed`."""
-        wanted = list(paths)
-        if not wanted:
+        requested = list(paths)
+        if not requested:
             return {}
         outcomes = self.tables.sync_outcomes
         latest = (
             sa.select(sa.func.max(outcomes.c.id).label("id"))
-            .where(outcomes.c.path.in_(wanted))
+            .where(outcomes.c.path.in_(requested))
             .group_by(outcomes.c.path)
             .subquery()
         )

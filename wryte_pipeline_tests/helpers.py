@@ -10,8 +10,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import dagster as dg
 import sqlalchemy as sa
 
+from wryte_pipeline.partitions import PARTITIONS_NAME
+from wryte_pipeline.repositories import RepositoryConfig
 from wryte_pipeline.settings import DEFAULT_PATH_PATTERNS
 from wryte_pipeline.source import REGULAR_FILE_MODES, matches_patterns
 from wryte_pipeline_tests.corpora import ls_tree
@@ -89,3 +92,19 @@ def wait_until(condition: Callable[[], bool], timeout: float) -> float:
             pass
         time.sleep(0.2)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+def partition_statuses(
+    instance: dg.DagsterInstance, repository: str | None = None
+) -> dict[str, str]:
+    """Return the partitions page's status of each file partition of ``markdown_document``.
+
+    ``repository`` is a name from WRYTE_CONFIG, or None for the single unprefixed repository.
+    A partition never materialized or failed reads "MISSING".
+    """
+    config = RepositoryConfig(name=repository)
+    partitions = dg.DynamicPartitionsDefinition(name=config.qualified(PARTITIONS_NAME))
+    asset_key = dg.AssetKey([*config.key_prefix, "markdown_document"])
+    keys = instance.get_dynamic_partitions(config.qualified(PARTITIONS_NAME))
+    statuses = instance.get_status_by_partition(asset_key, keys, partitions)
+    return {key: status.value if status else "MISSING" for key, status in statuses.items()}

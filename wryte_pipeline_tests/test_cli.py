@@ -5,11 +5,17 @@ import sys
 import time
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from wryte_pipeline_tests.corpora import commit_files, make_repo
 from wryte_pipeline_tests.fake_github import FakeGitHub
-from wryte_pipeline_tests.helpers import expected_documents, run_cli, stored_documents
+from wryte_pipeline_tests.helpers import (
+    expected_documents,
+    partition_statuses,
+    run_cli,
+    stored_documents,
+)
 
 
 def github_env(fake: FakeGitHub, repo: str, tmp_path: Path, database_url: str) -> dict[str, str]:
@@ -295,11 +301,6 @@ def test_cli_bad_setting_named(tmp_path, variables, message):
 
 def test_cli_marks_failed_partition(fake_github, tmp_path, database_url):
     """With a DAGSTER_HOME, the broken file's partition ends failed, at no extra GitHub cost."""
-    import dagster as dg
-
-    from wryte_pipeline.assets import markdown_document
-    from wryte_pipeline.partitions import PARTITIONS_NAME
-
     files = {"posts/ok.md": b"---\ntitle: Fine\n---\n", "posts/bad.md": b"---\nx: [\n---\n"}
     make_repo(tmp_path / "repo", files)
     fake_github.add_repo("octo/blog", tmp_path / "repo")
@@ -312,11 +313,8 @@ def test_cli_marks_failed_partition(fake_github, tmp_path, database_url):
     assert result.returncode == 1, result.stdout + result.stderr
     assert fake_github.stats.blobs == len(files)
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-        keys = instance.get_dynamic_partitions(PARTITIONS_NAME)
-        statuses = instance.get_status_by_partition(
-            markdown_document.key, keys, markdown_document.partitions_def
-        )
-    assert {key: status.value for key, status in statuses.items()} == {
+        statuses = partition_statuses(instance)
+    assert statuses == {
         "posts/ok.md": "MATERIALIZED",
         "posts/bad.md": "FAILED",
     }

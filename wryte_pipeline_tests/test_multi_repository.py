@@ -8,11 +8,11 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from wryte_pipeline.partitions import PARTITIONS_NAME, partition_key_for_path
-from wryte_pipeline.repositories import RepositoryConfig
+from wryte_pipeline.partitions import partition_key_for_path
 from wryte_pipeline_tests.corpora import commit_files, make_repo
 from wryte_pipeline_tests.helpers import (
     expected_documents,
+    partition_statuses,
     run_cli,
     start_dagster_dev,
     wait_until,
@@ -140,15 +140,8 @@ def test_small_edit_lands_before_big_import(corpus_clones, fake_github, tmp_path
 
 def _partition_status(home: Path, name: str, path: str) -> str:
     """Return the partitions page's status of a file of the named repository."""
-    config = RepositoryConfig(name=name)
-    partitions = dg.DynamicPartitionsDefinition(name=config.qualified(PARTITIONS_NAME))
-    key = partition_key_for_path(path)
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        statuses = instance.get_status_by_partition(
-            dg.AssetKey([name, "markdown_document"]), [key], partitions
-        )
-    status = statuses.get(key)
-    return status.value if status else "MISSING"
+        return partition_statuses(instance, name).get(partition_key_for_path(path), "MISSING")
 
 
 def _edit_landed(database_url: str, commit: str) -> bool:

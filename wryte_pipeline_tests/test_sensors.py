@@ -10,6 +10,7 @@ from wryte_pipeline.resources import WryteResource
 from wryte_pipeline.sensors import SensorCursor, repository_sensor
 from wryte_pipeline.store import ContentStore
 from wryte_pipeline_tests.corpora import commit_files, make_repo
+from wryte_pipeline_tests.helpers import partition_statuses
 
 FILES = {
     f"posts/post-{index:02}.md": b"---\ntitle: Post %d\n---\nBody\n" % index for index in range(6)
@@ -292,13 +293,6 @@ def test_capped_batch_report_says_more_follow(instance, repo, tmp_path, monkeypa
 
 
 BROKEN = b"---\ntitle: Notes: part two\n---\nBody\n"
-
-
-def partition_statuses(instance):
-    document = defs.resolve_assets_def("markdown_document")
-    keys = instance.get_dynamic_partitions(PARTITIONS_NAME)
-    statuses = instance.get_status_by_partition(document.key, keys, document.partitions_def)
-    return {key: status.value if status else "MISSING" for key, status in statuses.items()}
 
 
 def run_failed_file_runs(instance, resource, result):

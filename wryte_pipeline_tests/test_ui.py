@@ -413,13 +413,13 @@ def test_partitions_page_lists_files(dagster_ui):
 
 def test_partitions_page_shows_failed_file(dagster_ui):
     """The failed file's partition counts as failed, the other three as materialized."""
-    wanted = ["Failed (1)", f"Materialized ({len(REPO_FILES) - 1})"]
+    expected_labels = ["Failed (1)", f"Materialized ({len(REPO_FILES) - 1})"]
     page = render_page(
         dagster_ui,
         "/assets/markdown_document?view=partitions",
-        lambda dom: all(label in dom for label in wanted),
+        lambda dom: all(label in dom for label in expected_labels),
     )
-    for label in wanted:
+    for label in expected_labels:
         assert label in page.dom, f"{label!r} not shown on {page.url}"
 
     screenshot = ARTIFACTS_DIR / "markdown_document_partitions.png"
