@@ -22,18 +22,43 @@ from benchmarks.proctree import BenchmarkError, Measurement, run_measured
 
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 INSTANCE_STORAGES = ("sqlite", "postgres")
+# Suffix of a target that uses Dagster's own storage class in place of the pooled one.
+STOCK_SUFFIX = "-stock"
 SYNC_COMMAND = (sys.executable, "-m", "wryte_pipeline", "sync")
-_SQLITE_INSTANCE_CONFIG = "telemetry:\n  enabled: false\n"
+_TELEMETRY_OFF = "telemetry:\n  enabled: false\n"
+# The storage block of the project's dagster.yaml, with the folder written out in place of
+# `env: DAGSTER_HOME`, so the benchmark process can open the instance without that variable.
+_POOLED_SQLITE_STORAGE = """\
+storage:
+  custom:
+    module: wryte_pipeline.instance_storage.sqlite
+    class: PooledSqliteStorage
+    config:
+      base_dir: "{dagster_home}"
+"""
 # psycopg2, not psycopg 3: dagster-postgres 0.29.27 sends `NOTIFY run_events, %(notify_id)s`
 # with each event it stores, and psycopg 3 binds that parameter on the server, where NOTIFY
 # rejects it ("syntax error at or near $1"), so every run fails.
-_POSTGRES_INSTANCE_CONFIG = """\
+_POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/{database}"
+_POOLED_POSTGRES_STORAGE = f"""\
+storage:
+  custom:
+    module: wryte_pipeline.instance_storage.postgres
+    class: PooledPostgresStorage
+    config:
+      postgres_url: "{_POSTGRES_URL}"
+"""
+_STOCK_POSTGRES_STORAGE = f"""\
 storage:
   postgres:
-    postgres_url: "postgresql+psycopg2://postgres@127.0.0.1:5432/{database}"
-telemetry:
-  enabled: false
+    postgres_url: "{_POSTGRES_URL}"
 """
+_INSTANCE_CONFIGS = {
+    "sqlite": _POOLED_SQLITE_STORAGE + _TELEMETRY_OFF,
+    "postgres": _POOLED_POSTGRES_STORAGE + _TELEMETRY_OFF,
+    "sqlite" + STOCK_SUFFIX: _TELEMETRY_OFF,
+    "postgres" + STOCK_SUFFIX: _STOCK_POSTGRES_STORAGE + _TELEMETRY_OFF,
+}
 
 
 @dataclass(frozen=True)
@@ -41,7 +66,8 @@ class PipelineTarget:
     """One Dagster instance and one content store that a sequence of syncs shares.
 
     Attributes:
-        storage: ``sqlite`` or ``postgres``, the instance's run and event storage.
+        storage: ``sqlite`` or ``postgres``, the instance storage the project's dagster.yaml
+            and README set up, or either with ``-stock`` for Dagster's own storage class.
         folder: working folder holding ``DAGSTER_HOME``, ``WRYTE_HOME`` and the content store.
     """
 
@@ -119,13 +145,13 @@ def create_target(
     """Create a target's folders and ``dagster.yaml``, and a new database for Postgres."""
     target = PipelineTarget(storage, folder)
     target.dagster_home.mkdir(parents=True)
-    if storage == "postgres":
+    database = ""
+    if storage.startswith("postgres"):
         if databases is None:
             raise ValueError("a postgres target needs PostgresDatabases to create its database")
         database = databases.create(folder.name.replace("-", "_"))
-        config = _POSTGRES_INSTANCE_CONFIG.format(database=database)
-    else:
-        config = _SQLITE_INSTANCE_CONFIG
+    config = _INSTANCE_CONFIGS[storage].replace("{database}", database)
+    config = config.replace("{dagster_home}", str(target.dagster_home))
     (target.dagster_home / "dagster.yaml").write_text(config)
     return target
 

@@ -19,6 +19,8 @@ CONTENDER_LABELS = {
     "flood": "naive flood",
     "pipeline-sqlite": "pipeline, SQLite instance",
     "pipeline-postgres": "pipeline, Postgres instance",
+    "pipeline-sqlite-stock": "pipeline, SQLite instance, Dagster's storage class",
+    "pipeline-postgres-stock": "pipeline, Postgres instance, dagster-postgres storage class",
     "floor": "floor",
 }
 REFERENCE_CONTENDER = "pipeline-sqlite"

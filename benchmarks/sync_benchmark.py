@@ -84,6 +84,7 @@ def run_and_render(args: argparse.Namespace, argv: Sequence[str] | None) -> str:
         options = Options(
             workloads=args.workloads,
             storages=storages,
+            stock=not args.no_stock,
             sample=args.sample if args.quick else None,
             repeat=args.repeat,
             log_dir=args.log_dir,
@@ -255,6 +256,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=(*INSTANCE_STORAGES, "both"),
         default="both",
         help="Dagster instance storage for the pipeline runs (default: both)",
+    )
+    parser.add_argument(
+        "--no-stock",
+        action="store_true",
+        help="skip the hugo-docs imports with Dagster's own storage classes",
     )
     parser.add_argument(
         "--repeat",

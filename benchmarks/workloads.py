@@ -24,6 +24,7 @@ from benchmarks.fake_server import (
 )
 from benchmarks.naive import LISTING_REQUESTS
 from benchmarks.pipeline_runs import (
+    STOCK_SUFFIX,
     PipelineTarget,
     PostgresDatabases,
     RunFacts,
@@ -63,6 +64,7 @@ class Options:
 
     Attributes:
         storages: instance storages to run the pipeline with (``sqlite``, ``postgres``).
+        stock: also import hugo-docs with Dagster's own storage class for each storage.
         sample: files for the sequential baseline to sync before extrapolating; None for all.
         repeat: imports of hugo-docs by the pipeline and the floor; the median is recorded.
         log_dir: folder that receives each contender's output, or None to discard it.
@@ -72,6 +74,7 @@ class Options:
     workloads: Sequence[str]
     storages: Sequence[str]
     sample: int | None
+    stock: bool = True
     repeat: int = 1
     log_dir: Path | None = None
     code_root: Path = PROJECT_ROOT
@@ -120,14 +123,18 @@ class Benchmark:
     def hugo_cold(self) -> None:
         """Import hugo-docs into empty stores: pipeline, floor, flood and sequential loop.
 
-        The pipeline and the floor import ``repeat`` times, each into new stores, and the
-        median by wall time is recorded. Later workloads reuse the last import's stores.
+        The pipeline (also with Dagster's own storage classes, unless ``stock`` is off) and the
+        floor import ``repeat`` times, each into new stores, and the median by wall time is
+        recorded. Later workloads reuse the last import's stores of the pooled storages.
         """
         hugo = self.repositories[HUGO_REPO]
         repeated: dict[str, list[Result]] = {}
         for repetition in range(1, self.options.repeat + 1):
             self._hugo_targets = self._new_targets(f"hugo-{repetition}")
-            for contender, target in self._hugo_targets.items():
+            targets = dict(self._hugo_targets)
+            if self.options.stock:
+                targets |= self._new_targets(f"hugo-{repetition}", suffix=STOCK_SUFFIX)
+            for contender, target in targets.items():
                 result = self._pipeline(
                     "hugo-cold", contender, target, hugo.full_name, hugo.markdown_files
                 )
@@ -182,10 +189,10 @@ class Benchmark:
                     f"{measurement.returncode}:\n{measurement.stderr[-STDERR_TAIL_CHARS:]}"
                 )
 
-    def _new_targets(self, label: str) -> dict[str, PipelineTarget]:
+    def _new_targets(self, label: str, suffix: str = "") -> dict[str, PipelineTarget]:
         return {
-            f"pipeline-{storage}": create_target(
-                storage, self.workdir / f"{label}-{storage}", self.databases
+            f"pipeline-{storage}{suffix}": create_target(
+                storage + suffix, self.workdir / f"{label}-{storage}{suffix}", self.databases
             )
             for storage in self.options.storages
         }

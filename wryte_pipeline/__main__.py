@@ -1,8 +1,6 @@
 """Entry point for ``python -m wryte_pipeline``."""
 
-import sys
-
-from wryte_pipeline.cli import main
+from wryte_pipeline.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

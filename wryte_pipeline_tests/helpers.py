@@ -7,7 +7,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -92,6 +93,24 @@ def wait_until(condition: Callable[[], bool], timeout: float) -> float:
             pass
         time.sleep(0.2)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+@contextmanager
+def instance_at(home: Path) -> Iterator[dg.DagsterInstance]:
+    """Open the Dagster instance in ``home`` with DAGSTER_HOME set, as `dagster` commands do.
+
+    The project's dagster.yaml reads its storage folder from DAGSTER_HOME.
+    """
+    previous = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = str(home)
+    try:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            yield instance
+    finally:
+        if previous is None:
+            del os.environ["DAGSTER_HOME"]
+        else:
+            os.environ["DAGSTER_HOME"] = previous
 
 
 def partition_statuses(

@@ -4,7 +4,6 @@ import os
 import shutil
 from pathlib import Path
 
-import dagster as dg
 import pytest
 import sqlalchemy as sa
 
@@ -12,6 +11,7 @@ from wryte_pipeline.partitions import partition_key_for_path
 from wryte_pipeline_tests.corpora import commit_files, make_repo
 from wryte_pipeline_tests.helpers import (
     expected_documents,
+    instance_at,
     partition_statuses,
     run_cli,
     start_dagster_dev,
@@ -140,7 +140,7 @@ def test_small_edit_lands_before_big_import(corpus_clones, fake_github, tmp_path
 
 def _partition_status(home: Path, name: str, path: str) -> str:
     """Return the partitions page's status of a file of the named repository."""
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    with instance_at(home) as instance:
         return partition_statuses(instance, name).get(partition_key_for_path(path), "MISSING")
 
 

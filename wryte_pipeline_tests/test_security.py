@@ -14,6 +14,7 @@ from wryte_pipeline.github import safe_member_path
 from wryte_pipeline.settings import load_settings
 from wryte_pipeline_tests.corpora import make_repo
 from wryte_pipeline_tests.fake_github import FakeGitHub
+from wryte_pipeline_tests.helpers import instance_at
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "ghp_SECRETtoken1234567890abcdef"
@@ -63,7 +64,7 @@ def test_token_never_leaks(tmp_path):
     assert result.returncode in (0, 1), result.stderr
     assert TOKEN not in result.stdout + result.stderr
     assert TOKEN not in dump_database(database_url)
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    with instance_at(home) as instance:
         records = instance.fetch_materializations(
             dg.AssetKey("markdown_document"), limit=1000
         ).records
