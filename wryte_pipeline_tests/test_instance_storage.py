@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,6 @@ from wryte_pipeline_tests.conftest import POSTGRES_ADMIN_URL
 from wryte_pipeline_tests.helpers import PROJECT_ROOT
 
 DOCUMENT_KEY = dg.AssetKey("document")
-PARTITIONS = dg.DynamicPartitionsDefinition(name="paths")
 POOLED_POSTGRES_BLOCK = """\
 storage:
   custom:
@@ -64,21 +62,6 @@ def log_documents(instance: dg.DagsterInstance, paths: list[str], failed: list[s
 
     result = dg.materialize([batch], instance=instance)
     assert result.success
-
-
-@pytest.fixture
-def postgres_instance_url() -> Iterator[str]:
-    """Yield a psycopg2 URL of a new database for a Dagster instance, dropped afterwards."""
-    database = f"wryte_instance_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{database}"'))
-    try:
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{database}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE "{database}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

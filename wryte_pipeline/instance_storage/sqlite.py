@@ -5,9 +5,10 @@ each block of statements, and disposes both after it. An asset event writes two 
 run's shard, then the index shard), and because SQLAlchemy caches compiled statements on the
 engine, every event also compiles its SQL again. Here each shard keeps its engine and one
 pooled connection, commits to the write-ahead log without waiting for the disk (see
-``_sync_wal_normally``), and the asset key table's columns are read once, not per event. The
-files, tables and locking are Dagster's own, so an instance can switch between this class and
-``storage: sqlite:`` in either direction.
+``_sync_wal_normally``), and the asset key table's columns are read once, not per event. A
+batch of asset events, which Dagster hands over when ``DAGSTER_EVENT_BATCH_SIZE`` is set, is
+written with one transaction per shard. The files, tables and locking are Dagster's own, so an
+instance can switch between this class and ``storage: sqlite:`` in either direction.
 
 Measured with Dagster 1.13.27 on a 2-core AMD EPYC, one step logging materializations took
 7.3 ms per event with Dagster's storage (500 events) and 1.5 ms with this one (1,000 events).
@@ -17,10 +18,12 @@ import os
 import sqlite3
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from dagster._core.events import DagsterEventType
+from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
@@ -28,12 +31,16 @@ from dagster._serdes import ConfigurableClassData
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
+from sqlalchemy.sql import Insert
 
 __all__ = ["PooledSqliteEventLogStorage", "PooledSqliteStorage"]
 
 # Shards whose engines stay open: the index, the runs this process writes and the few a
 # webserver reads at once. The engine used longest ago is disposed first.
 MAX_OPEN_SHARDS = 8
+
+# Events that ``store_event_batch`` writes together: those a sync logs per file.
+BATCHED_EVENT_TYPES = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_OBSERVATION}
 
 _open_storages: "weakref.WeakSet[PooledSqliteEventLogStorage]" = weakref.WeakSet()
 
@@ -100,6 +107,29 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         finally:
             engine.dispose()
 
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        """Store a batch of one run's asset events with one transaction per shard.
+
+        The statements are those of Dagster's ``store_event`` for an asset event, which
+        commits twice per event. Any other batch is stored event by event.
+        """
+        run_ids = {event.run_id for event in events}
+        if len(run_ids) != 1 or not all(_is_asset_event(event) for event in events):
+            super().store_event_batch(events)
+            return
+
+        statements = [self.prepare_insert_event(event) for event in events]
+        with self.run_connection(run_ids.pop()) as connection:
+            for statement in statements:
+                connection.execute(statement)
+
+        # The index shard keeps a copy of every asset event for queries across runs.
+        with self.index_transaction() as connection:
+            event_ids = [_insert_event(connection, statement) for statement in statements]
+            self._store_asset_event_tags(connection, events, event_ids)
+            for event, event_id in zip(events, event_ids, strict=True):
+                self._store_asset_event(connection, event, event_id)
+
     def _has_asset_key_index_cols_on_connection(self, conn: Connection) -> bool:
         # Dagster reads the asset key table's columns with every asset event. A migration
         # adds columns and never drops them, so once they are there the answer is kept.
@@ -151,6 +181,20 @@ class PooledSqliteStorage(DagsterSqliteStorage):
     ) -> "PooledSqliteStorage":
         """Build the storage from its ``base_dir`` config."""
         return cls.from_local(inst_data=inst_data, **config_value)
+
+
+def _insert_event(connection: Connection, statement: Insert) -> int:
+    key = connection.execute(statement).inserted_primary_key
+    if key is None or key[0] is None:
+        raise RuntimeError(
+            "SQLite returned no row id for an inserted event, so the batch's index rows were "
+            "rolled back"
+        )
+    return int(key[0])
+
+
+def _is_asset_event(event: EventLogEntry) -> bool:
+    return event.is_dagster_event and event.dagster_event_type in BATCHED_EVENT_TYPES
 
 
 def _sync_wal_normally(connection: sqlite3.Connection, _record: object) -> None:
