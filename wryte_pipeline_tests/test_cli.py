@@ -12,6 +12,7 @@ from wryte_pipeline_tests.corpora import commit_files, make_repo
 from wryte_pipeline_tests.fake_github import FakeGitHub
 from wryte_pipeline_tests.helpers import (
     expected_documents,
+    instance_at,
     partition_statuses,
     run_cli,
     stored_documents,
@@ -147,40 +148,47 @@ def test_cli_status_prints_progress(tmp_path):
     assert "2 of 2 files" in status.stdout
 
 
-@pytest.mark.postgres
-def test_cli_postgres_instance_storage(fake_github, tmp_path):
-    import uuid
+POSTGRES_INSTANCE_STORAGES = {
+    "dagster-postgres": "  postgres:\n    postgres_url: {url}\n",
+    "pooled": (
+        "  custom:\n"
+        "    module: wryte_pipeline.instance_storage.postgres\n"
+        "    class: PooledPostgresStorage\n"
+        "    config:\n"
+        "      postgres_url: {url}\n"
+    ),
+}
 
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("storage", sorted(POSTGRES_INSTANCE_STORAGES))
+def test_cli_postgres_instance_storage(fake_github, tmp_path, postgres_instance_url, storage):
     import sqlalchemy as sa
 
-    from wryte_pipeline_tests.conftest import POSTGRES_ADMIN_URL
-
-    make_repo(tmp_path / "repo", {f"p{i}.md": b"---\ntitle: T\n---\n" for i in range(5)})
+    files = {f"p{i}.md": b"---\ntitle: T\n---\n" for i in range(5)}
+    files["broken.md"] = b"---\ntitle: [unclosed\n---\n"
+    make_repo(tmp_path / "repo", files)
     fake_github.add_repo("octo/blog", tmp_path / "repo")
-    database = f"wryte_instance_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{database}"'))
     home = tmp_path / "dagster-home"
     home.mkdir()
-    instance_url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{database}"
-    (home / "dagster.yaml").write_text(
-        f"storage:\n  postgres:\n    postgres_url: {instance_url}\ntelemetry:\n  enabled: false\n"
-    )
+    block = POSTGRES_INSTANCE_STORAGES[storage].format(url=postgres_instance_url)
+    (home / "dagster.yaml").write_text(f"storage:\n{block}telemetry:\n  enabled: false\n")
     env = github_env(fake_github, "octo/blog", tmp_path, f"sqlite:///{tmp_path / 'c.db'}")
     env["DAGSTER_HOME"] = str(home)
-    try:
-        result = run_cli("sync", env=env)
-        assert result.returncode == 0, result.stdout + result.stderr
-        engine = sa.create_engine(instance_url)
-        with engine.connect() as connection:
-            runs = connection.execute(sa.text("SELECT count(*) FROM runs")).scalar_one()
-        engine.dispose()
-        assert runs == 1
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE "{database}" WITH (FORCE)'))
-        admin.dispose()
+
+    result = run_cli("sync", env=env)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    engine = sa.create_engine(postgres_instance_url)
+    with engine.connect() as connection:
+        runs = connection.execute(sa.text("SELECT count(*) FROM runs")).scalar_one()
+    engine.dispose()
+    assert runs == 2, "the batch's run and the run that marks broken.md failed"
+    with instance_at(home) as instance:
+        statuses = partition_statuses(instance)
+    assert statuses["broken.md"] == "FAILED"
+    materialized = sorted(key for key, status in statuses.items() if status == "MATERIALIZED")
+    assert materialized == sorted(f"p{i}.md" for i in range(5))
 
 
 def test_cli_one_change_costs_three_requests(fake_github, tmp_path):
