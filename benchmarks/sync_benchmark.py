@@ -8,10 +8,11 @@ the run shape.
 
 Contenders: the naive sequential loop (PyGithub contents API, one INSERT per file), the naive
 flood (every file at once), the pipeline through ``python -m wryte_pipeline sync`` with SQLite
-and with PostgreSQL instance storage, and the floor (one tarball, parse, one bulk insert).
+and with PostgreSQL instance storage (also with Dagster's own storage classes for the hugo-docs
+import, unless ``--no-stock``), and the floor (one tarball, parse, one bulk insert).
 PostgreSQL must listen on 127.0.0.1:5432 with trust auth for ``postgres`` unless
-``--instance-storage sqlite`` is given. A full run takes about 12 minutes on 2 cores, half of it
-the sequential loop, which ``--quick`` samples and extrapolates.
+``--instance-storage sqlite`` is given. A full run takes about 10 minutes on 2 cores, most of
+it the sequential loop, which ``--quick`` samples and extrapolates.
 """
 
 from __future__ import annotations
