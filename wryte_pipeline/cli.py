@@ -29,6 +29,7 @@ from wryte_pipeline.errors import (
     RepositoryNotFoundError,
     WryteError,
 )
+from wryte_pipeline.instance_storage import check_postgres_driver
 from wryte_pipeline.partitions import PARTITIONS_NAME, partition_key_for_path
 from wryte_pipeline.report import build_report, render_progress, render_text
 from wryte_pipeline.repositories import RepositoryConfig, load_repository_configs
@@ -227,9 +228,18 @@ def run_partition_key(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _open_instance() -> dg.DagsterInstance:
-    if os.environ.get("DAGSTER_HOME"):
-        return dg.DagsterInstance.get()
-    return dg.DagsterInstance.ephemeral()
+    if not os.environ.get("DAGSTER_HOME"):
+        return dg.DagsterInstance.ephemeral()
+    instance = dg.DagsterInstance.get()
+    # dagster-postgres's own storage class does not check its driver, so the check runs here.
+    postgres_url = getattr(instance.event_log_storage, "postgres_url", None)
+    if isinstance(postgres_url, str):
+        try:
+            check_postgres_driver(postgres_url)
+        except ConfigurationError:
+            instance.dispose()
+            raise
+    return instance
 
 
 def _evaluate_sensor(

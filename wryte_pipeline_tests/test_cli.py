@@ -191,6 +191,30 @@ def test_cli_postgres_instance_storage(fake_github, tmp_path, postgres_instance_
     assert materialized == sorted(f"p{i}.md" for i in range(5))
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("storage", sorted(POSTGRES_INSTANCE_STORAGES))
+def test_cli_rejects_psycopg3_instance_url(fake_github, tmp_path, postgres_instance_url, storage):
+    make_repo(tmp_path / "repo", {"p.md": b"---\ntitle: T\n---\n"})
+    fake_github.add_repo("octo/blog", tmp_path / "repo")
+    home = tmp_path / "dagster-home"
+    home.mkdir()
+    psycopg3_url = postgres_instance_url.replace("postgresql+psycopg2://", "postgresql://")
+    block = POSTGRES_INSTANCE_STORAGES[storage].format(url=psycopg3_url)
+    (home / "dagster.yaml").write_text(f"storage:\n{block}telemetry:\n  enabled: false\n")
+    env = github_env(fake_github, "octo/blog", tmp_path, f"sqlite:///{tmp_path / 'c.db'}")
+    env["DAGSTER_HOME"] = str(home)
+
+    result = run_cli("sync", env=env)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1, result.stderr
+    assert "psycopg 3" in error_lines[0]
+    assert "postgresql+psycopg2://postgres@127.0.0.1:5432/" in error_lines[0]
+    assert "Traceback" not in result.stderr
+    assert fake_github.stats.blobs == 0
+
+
 def test_cli_one_change_costs_three_requests(fake_github, tmp_path):
     repo = tmp_path / "repo"
     make_repo(repo, {f"p{i}.md": b"---\ntitle: T\n---\n" for i in range(5)})

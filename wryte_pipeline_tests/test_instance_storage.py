@@ -11,6 +11,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from wryte_pipeline.errors import ConfigurationError
+from wryte_pipeline.instance_storage import check_postgres_driver
 from wryte_pipeline.instance_storage.sqlite import (
     MAX_OPEN_SHARDS,
     PooledSqliteEventLogStorage,
@@ -236,3 +238,23 @@ def test_postgres_reconnects_after_connection_killed(tmp_path, monkeypatch, post
         assert killed >= 1
         log_documents(instance, ["b.md"], failed=[])
         assert instance.get_materialized_partitions(DOCUMENT_KEY) == {"a.md", "b.md"}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://dagster:s3cret@db.internal/dagster",
+        "postgresql+psycopg://dagster:s3cret@db.internal/dagster",
+    ],
+)
+def test_psycopg3_url_rejected_without_password(url):
+    with pytest.raises(ConfigurationError) as raised:
+        check_postgres_driver(url)
+
+    message = str(raised.value)
+    assert "s3cret" not in message
+    assert "postgresql+psycopg2://dagster:***@db.internal/dagster" in message
+
+
+def test_psycopg2_url_accepted():
+    check_postgres_driver("postgresql+psycopg2://dagster@db.internal/dagster")

@@ -13,3 +13,31 @@ costs about 1.5 ms on SQLite and 3 ms on PostgreSQL in place of 7 to 15 ms. Name
 
 Each lives in its own module, so a SQLite instance never imports the PostgreSQL driver.
 """
+
+from sqlalchemy.engine import make_url
+
+from wryte_pipeline.errors import ConfigurationError
+
+__all__ = ["check_postgres_driver"]
+
+
+def check_postgres_driver(postgres_url: str) -> None:
+    """Reject a Dagster instance URL whose driver dagster-postgres 0.29.27 cannot use.
+
+    Through psycopg 3, which SQLAlchemy 2.1 picks for a plain ``postgresql://`` URL and so for
+    ``postgres_db`` settings, every run fails on dagster-postgres's ``NOTIFY`` statement
+    ("syntax error at or near $1").
+
+    Raises:
+        ConfigurationError: the URL selects psycopg 3.
+    """
+    url = make_url(postgres_url)
+    if url.get_driver_name() != "psycopg":
+        return
+    redacted = url.render_as_string(hide_password=True)
+    suggested = url.set(drivername="postgresql+psycopg2").render_as_string(hide_password=True)
+    raise ConfigurationError(
+        f"Dagster instance database URL {redacted!r} selects the psycopg 3 driver, with which "
+        f"dagster-postgres 0.29.27 fails every run: set postgres_url to {suggested!r} in "
+        "dagster.yaml (postgres_db settings build a psycopg 3 URL too)"
+    )

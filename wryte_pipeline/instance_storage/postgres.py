@@ -24,6 +24,8 @@ from dagster_postgres.utils import (
     pg_url_from_config,
 )
 
+from wryte_pipeline.instance_storage import check_postgres_driver
+
 if TYPE_CHECKING:
     from dagster_postgres.auth import PgTokenProvider
 
@@ -49,6 +51,7 @@ class PooledPostgresEventLogStorage(PostgresEventLogStorage):
         inst_data: ConfigurableClassData | None = None,
         token_provider: "PgTokenProvider | None" = None,
     ) -> None:
+        check_postgres_driver(postgres_url)
         super().__init__(postgres_url, should_autocreate_tables, inst_data, token_provider)
         self._engine.dispose()
         self._engine = create_pg_engine(
