@@ -95,6 +95,31 @@ def wait_until(condition: Callable[[], bool], timeout: float) -> float:
     raise AssertionError(f"condition not met within {timeout} s")
 
 
+# Storage classes a PostgreSQL Dagster instance can name in dagster.yaml, by short name.
+POSTGRES_INSTANCE_STORAGES = {
+    "dagster-postgres": "  postgres:\n    postgres_url: {url}\n",
+    "pooled": (
+        "  custom:\n"
+        "    module: wryte_pipeline.instance_storage.postgres\n"
+        "    class: PooledPostgresStorage\n"
+        "    config:\n"
+        "      postgres_url: {url}\n"
+    ),
+}
+
+
+def postgres_dagster_home(home: Path, url: str, storage: str = "pooled") -> Path:
+    """Create a DAGSTER_HOME whose instance lives in the PostgreSQL database at ``url``.
+
+    ``storage`` is a key of POSTGRES_INSTANCE_STORAGES.
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    block = POSTGRES_INSTANCE_STORAGES[storage].format(url=url)
+    config = f"storage:\n{block}telemetry:\n  enabled: false\n"
+    (home / "dagster.yaml").write_text(config, encoding="utf-8")
+    return home
+
+
 @contextmanager
 def instance_at(home: Path) -> Iterator[dg.DagsterInstance]:
     """Open the Dagster instance in ``home`` with DAGSTER_HOME set, as `dagster` commands do.

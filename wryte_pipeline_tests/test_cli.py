@@ -11,9 +11,11 @@ import pytest
 from wryte_pipeline_tests.corpora import commit_files, make_repo
 from wryte_pipeline_tests.fake_github import FakeGitHub
 from wryte_pipeline_tests.helpers import (
+    POSTGRES_INSTANCE_STORAGES,
     expected_documents,
     instance_at,
     partition_statuses,
+    postgres_dagster_home,
     run_cli,
     stored_documents,
 )
@@ -148,18 +150,6 @@ def test_cli_status_prints_progress(tmp_path):
     assert "2 of 2 files" in status.stdout
 
 
-POSTGRES_INSTANCE_STORAGES = {
-    "dagster-postgres": "  postgres:\n    postgres_url: {url}\n",
-    "pooled": (
-        "  custom:\n"
-        "    module: wryte_pipeline.instance_storage.postgres\n"
-        "    class: PooledPostgresStorage\n"
-        "    config:\n"
-        "      postgres_url: {url}\n"
-    ),
-}
-
-
 @pytest.mark.postgres
 @pytest.mark.parametrize("storage", sorted(POSTGRES_INSTANCE_STORAGES))
 def test_cli_postgres_instance_storage(fake_github, tmp_path, postgres_instance_url, storage):
@@ -169,10 +159,7 @@ def test_cli_postgres_instance_storage(fake_github, tmp_path, postgres_instance_
     files["broken.md"] = b"---\ntitle: [unclosed\n---\n"
     make_repo(tmp_path / "repo", files)
     fake_github.add_repo("octo/blog", tmp_path / "repo")
-    home = tmp_path / "dagster-home"
-    home.mkdir()
-    block = POSTGRES_INSTANCE_STORAGES[storage].format(url=postgres_instance_url)
-    (home / "dagster.yaml").write_text(f"storage:\n{block}telemetry:\n  enabled: false\n")
+    home = postgres_dagster_home(tmp_path / "dagster-home", postgres_instance_url, storage)
     env = github_env(fake_github, "octo/blog", tmp_path, f"sqlite:///{tmp_path / 'c.db'}")
     env["DAGSTER_HOME"] = str(home)
 
@@ -196,11 +183,8 @@ def test_cli_postgres_instance_storage(fake_github, tmp_path, postgres_instance_
 def test_cli_rejects_psycopg3_instance_url(fake_github, tmp_path, postgres_instance_url, storage):
     make_repo(tmp_path / "repo", {"p.md": b"---\ntitle: T\n---\n"})
     fake_github.add_repo("octo/blog", tmp_path / "repo")
-    home = tmp_path / "dagster-home"
-    home.mkdir()
     psycopg3_url = postgres_instance_url.replace("postgresql+psycopg2://", "postgresql://")
-    block = POSTGRES_INSTANCE_STORAGES[storage].format(url=psycopg3_url)
-    (home / "dagster.yaml").write_text(f"storage:\n{block}telemetry:\n  enabled: false\n")
+    home = postgres_dagster_home(tmp_path / "dagster-home", psycopg3_url, storage)
     env = github_env(fake_github, "octo/blog", tmp_path, f"sqlite:///{tmp_path / 'c.db'}")
     env["DAGSTER_HOME"] = str(home)
 

@@ -18,19 +18,9 @@ from wryte_pipeline.instance_storage.sqlite import (
     PooledSqliteEventLogStorage,
 )
 from wryte_pipeline_tests.conftest import POSTGRES_ADMIN_URL
-from wryte_pipeline_tests.helpers import PROJECT_ROOT
+from wryte_pipeline_tests.helpers import PROJECT_ROOT, postgres_dagster_home
 
 DOCUMENT_KEY = dg.AssetKey("document")
-POOLED_POSTGRES_BLOCK = """\
-storage:
-  custom:
-    module: wryte_pipeline.instance_storage.postgres
-    class: PooledPostgresStorage
-    config:
-      postgres_url: {url}
-telemetry:
-  enabled: false
-"""
 
 
 def sqlite_home(path: Path, *, pooled: bool = True) -> Path:
@@ -75,9 +65,7 @@ def pooled_instance(
     if request.param == "sqlite":
         sqlite_home(home)
     else:
-        home.mkdir()
-        url = request.getfixturevalue("postgres_instance_url")
-        (home / "dagster.yaml").write_text(POOLED_POSTGRES_BLOCK.format(url=url))
+        postgres_dagster_home(home, request.getfixturevalue("postgres_instance_url"))
     with open_instance(home, monkeypatch) as instance:
         yield instance
 
@@ -216,9 +204,7 @@ def test_sqlite_forked_child_opens_own_connection(tmp_path, monkeypatch):
 
 @pytest.mark.postgres
 def test_postgres_reconnects_after_connection_killed(tmp_path, monkeypatch, postgres_instance_url):
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(POOLED_POSTGRES_BLOCK.format(url=postgres_instance_url))
+    home = postgres_dagster_home(tmp_path / "home", postgres_instance_url)
     database = postgres_instance_url.rsplit("/", 1)[1]
     with open_instance(home, monkeypatch) as instance:
         log_documents(instance, ["a.md"], failed=[])

@@ -11,20 +11,9 @@ import pytest
 from wryte_pipeline.partition_events import PartitionEventLog, partition_event
 from wryte_pipeline.partitions import partition_key_for_path
 from wryte_pipeline.sync import FileOutcome
-from wryte_pipeline_tests.helpers import PROJECT_ROOT, instance_at
+from wryte_pipeline_tests.helpers import PROJECT_ROOT, instance_at, postgres_dagster_home
 
 DOCUMENT_KEY = dg.AssetKey("markdown_document")
-POOLED_POSTGRES_CONFIG = """\
-storage:
-  custom:
-    module: wryte_pipeline.instance_storage.postgres
-    class: PooledPostgresStorage
-    config:
-      postgres_url: {url}
-telemetry:
-  enabled: false
-"""
-STOCK_POSTGRES_CONFIG = "storage:\n  postgres:\n    postgres_url: {url}\n"
 
 
 def outcomes_for(count: int) -> list[FileOutcome]:
@@ -68,16 +57,16 @@ def log_in_chunks(instance: dg.DagsterInstance, outcomes: list[FileOutcome], chu
 def instance(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dg.DagsterInstance]:
     """Yield an instance on the pooled and on Dagster's own storages, SQLite and PostgreSQL."""
     home = tmp_path / "dagster-home"
-    home.mkdir()
-    if request.param == "sqlite":
-        config = (PROJECT_ROOT / "dagster.yaml").read_text(encoding="utf-8")
-    elif request.param == "sqlite-stock":
-        config = "telemetry:\n  enabled: false\n"
-    else:
+    if request.param.startswith("postgres"):
         url = request.getfixturevalue("postgres_instance_url")
-        template = POOLED_POSTGRES_CONFIG if request.param == "postgres" else STOCK_POSTGRES_CONFIG
-        config = template.format(url=url)
-    (home / "dagster.yaml").write_text(config, encoding="utf-8")
+        storage = "pooled" if request.param == "postgres" else "dagster-postgres"
+        postgres_dagster_home(home, url, storage)
+    else:
+        home.mkdir()
+        config = "telemetry:\n  enabled: false\n"
+        if request.param == "sqlite":
+            config = (PROJECT_ROOT / "dagster.yaml").read_text(encoding="utf-8")
+        (home / "dagster.yaml").write_text(config, encoding="utf-8")
     with instance_at(home) as opened:
         yield opened
 

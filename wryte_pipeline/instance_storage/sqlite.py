@@ -132,7 +132,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
 
     def _has_asset_key_index_cols_on_connection(self, conn: Connection) -> bool:
         # Dagster reads the asset key table's columns with every asset event. A migration
-        # adds columns and never drops them, so once they are there the answer is kept.
+        # adds columns and never drops them, so a positive result is kept.
         if not self._asset_key_index_cols_found:
             found = super()._has_asset_key_index_cols_on_connection(conn)
             self._asset_key_index_cols_found = found
